@@ -1,0 +1,6 @@
+"""fmkit: detect manipulated faces (deepfakes) and explain the detections."""
+
+__version__ = "0.1.0"
+
+LABEL_REAL = 0
+LABEL_FAKE = 1

@@ -1,0 +1,3 @@
+from fmkit.cli import main
+
+raise SystemExit(main())
