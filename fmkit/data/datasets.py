@@ -1,0 +1,121 @@
+"""torch Datasets over a faces manifest: single face crops and fixed-length face volumes.
+
+Items are ``(x, y)``: ``x`` a float tensor in [0, 1] — (3, H, W) for ``FrameDataset``,
+(3, T, H, W) for ``ClipDataset`` — and ``y`` the label as a float tensor (1 fake, 0 real).
+``video_ids[i]`` is the video of item ``i`` (for video-level metrics).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from fmkit.data.preprocess import read_faces
+from fmkit.errors import FmkitError
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+SPLITS = ("train", "val", "test")
+
+
+def _manifest(manifest: str | os.PathLike | pd.DataFrame, root: str | os.PathLike | None) -> tuple[pd.DataFrame, Path]:
+    if isinstance(manifest, pd.DataFrame):
+        if root is None:
+            raise FmkitError("a manifest given as a DataFrame needs root= (the faces folder its crop paths are relative to)")
+        return manifest, Path(root)
+    path = Path(manifest)
+    df = read_faces(path)
+    return df, Path(root) if root is not None else (path if path.is_dir() else path.parent)
+
+
+def _filter_split(df: pd.DataFrame, split: str | Sequence[str] | None) -> pd.DataFrame:
+    if split is None:
+        return df
+    wanted = [split] if isinstance(split, str) else list(split)
+    bad = [s for s in wanted if s not in SPLITS]
+    if bad:
+        raise FmkitError(f"unknown split {bad[0]!r}: expected one of {', '.join(SPLITS)}")
+    return df[df["split"].isin(wanted)]
+
+
+def load_image(path: Path) -> torch.Tensor:
+    """An RGB image file → float tensor (3, H, W) in [0, 1]."""
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    except (OSError, ValueError) as exc:
+        raise FmkitError(f"unreadable face crop {path}: {exc}") from None
+    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+
+
+def load_mask(path: Path) -> torch.Tensor:
+    """A mask PNG → float tensor (H, W) in [0, 1]."""
+    with Image.open(path) as im:
+        return torch.from_numpy(np.asarray(im.convert("L"), dtype=np.float32) / 255.0)
+
+
+class FrameDataset(Dataset):
+    """One face crop per item: ``(x (3, H, W), y)``; ``transform`` maps x to x."""
+
+    def __init__(self, manifest: str | os.PathLike | pd.DataFrame, split: str | Sequence[str] | None = None,
+                 transform: Transform | None = None, root: str | os.PathLike | None = None) -> None:
+        df, self.root = _manifest(manifest, root)
+        self.frame = _filter_split(df, split).sort_values(["video_id", "frame_idx"]).reset_index(drop=True)
+        self.transform = transform
+        self.video_ids: list[str] = self.frame["video_id"].astype(str).tolist()
+        self.labels = torch.tensor(self.frame["label"].to_numpy(), dtype=torch.float32)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = load_image(self.root / self.frame.at[i, "crop_path"])
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, self.labels[i]
+
+
+class ClipDataset(Dataset):
+    """Fixed-length face volumes: ``(x (3, T, H, W), y)`` of T consecutive crops of one video.
+
+    A video's crops are ordered by frame index; clips start every ``stride`` crops
+    (default T: non-overlapping). Videos with fewer than T crops give one clip padded by
+    repeating their last crop, so no video is silently dropped. ``transform`` maps the
+    whole volume (3, T, H, W), so one random augmentation serves every frame of a clip.
+    """
+
+    def __init__(self, manifest: str | os.PathLike | pd.DataFrame, clip_len: int = 8,
+                 split: str | Sequence[str] | None = None, transform: Transform | None = None,
+                 stride: int | None = None, root: str | os.PathLike | None = None) -> None:
+        if clip_len < 1:
+            raise FmkitError(f"clip_len must be at least 1, got {clip_len}")
+        df, self.root = _manifest(manifest, root)
+        df = _filter_split(df, split).sort_values(["video_id", "frame_idx"])
+        self.clip_len, self.transform = clip_len, transform
+        stride = stride or clip_len
+        self.clips: list[list[str]] = []
+        self.video_ids: list[str] = []
+        labels = []
+        for vid, group in df.groupby("video_id", sort=True):
+            paths = group["crop_path"].tolist()
+            starts = range(0, max(len(paths) - clip_len, 0) + 1, stride)
+            for s in starts:
+                clip = paths[s:s + clip_len]
+                self.clips.append(clip + [clip[-1]] * (clip_len - len(clip)))
+                self.video_ids.append(str(vid))
+                labels.append(int(group["label"].iloc[0]))
+        self.labels = torch.tensor(labels, dtype=torch.float32)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.stack([load_image(self.root / p) for p in self.clips[i]], dim=1)
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, self.labels[i]

@@ -1,0 +1,130 @@
+"""Face detection (facenet-pytorch MTCNN, weights shipped in its wheel) and square face crops.
+
+Boxes are ``(x1, y1, x2, y2)`` in frame pixels; the five landmarks are, in MTCNN's order,
+left eye, right eye, nose, left mouth corner, right mouth corner, each ``(x, y)``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+
+LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face: box (4,), probability, landmarks (5, 2), all in frame pixels."""
+
+    box: np.ndarray
+    prob: float
+    landmarks: np.ndarray
+
+    @property
+    def area(self) -> float:
+        x1, y1, x2, y2 = self.box
+        return float(max(x2 - x1, 0) * max(y2 - y1, 0))
+
+
+class FaceDetector:
+    """MTCNN run batched over frames of one size.
+
+    ``max_side`` (px) downsizes large frames for detection only; boxes and landmarks
+    come back in the original frame's pixels.
+    """
+
+    def __init__(self, device: str | torch.device = "cpu", batch_size: int = 32,
+                 min_face_size: int = 20, max_side: int = 640,
+                 thresholds: Sequence[float] = (0.6, 0.7, 0.7)) -> None:
+        from facenet_pytorch import MTCNN
+
+        self.mtcnn = MTCNN(keep_all=True, device=torch.device(device), min_face_size=min_face_size,
+                           thresholds=list(thresholds), post_process=False)
+        self.batch_size = batch_size
+        self.max_side = max_side
+
+    def detect(self, frames: Sequence[np.ndarray]) -> list[list[Face]]:
+        """Faces of each frame (H, W, 3 uint8 RGB, all the same size), best first."""
+        if not frames:
+            return []
+        h, w = frames[0].shape[:2]
+        scale = min(1.0, self.max_side / max(h, w))
+        if scale < 1.0:
+            size = (int(round(w * scale)), int(round(h * scale)))
+            frames = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames]
+        out: list[list[Face]] = []
+        for start in range(0, len(frames), self.batch_size):
+            batch = np.stack(frames[start:start + self.batch_size])
+            with torch.inference_mode():
+                boxes, probs, points = self.mtcnn.detect(batch, landmarks=True)
+            for b, p, l in zip(boxes, probs, points):
+                if b is None:
+                    out.append([])
+                    continue
+                out.append([Face(np.asarray(bb, np.float32) / scale, float(pp), np.asarray(ll, np.float32) / scale)
+                            for bb, pp, ll in zip(b, p, l)])
+        return out
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
+    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(x2 - x1, 0) * max(y2 - y1, 0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def track_main_face(detections: Sequence[Sequence[Face]], min_iou: float = 0.2) -> list[Face | None]:
+    """Pick the main face of each frame: the largest at first, then the one that overlaps it.
+
+    The face of largest area starts the track; each later frame takes the detection with
+    the highest IoU against the last tracked box (at least ``min_iou``), else the largest
+    one, so a passer-by does not steal the track. Frames without faces give None.
+    """
+    chosen: list[Face | None] = []
+    last: Face | None = None
+    for faces in detections:
+        if not faces:
+            chosen.append(None)
+            continue
+        pick = max(faces, key=lambda f: f.area)
+        if last is not None:
+            best = max(faces, key=lambda f: _iou(f.box, last.box))
+            if _iou(best.box, last.box) >= min_iou:
+                pick = best
+        chosen.append(pick)
+        last = pick
+    return chosen
+
+
+def square_region(box: np.ndarray, margin: float) -> tuple[int, int, int]:
+    """Square ``(x0, y0, side)`` centred on ``box``, with side = margin × the box's longer side."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    side = max(int(round(max(x2 - x1, y2 - y1) * margin)), 2)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    return int(round(cx - side / 2)), int(round(cy - side / 2)), side
+
+
+def crop_square(image: np.ndarray, region: tuple[int, int, int], size: int) -> np.ndarray:
+    """Crop the square region (zero-padded where it leaves the image) and resize to size × size.
+
+    Works for (H, W, 3) frames and (H, W) masks.
+    """
+    x0, y0, side = region
+    h, w = image.shape[:2]
+    pad = max(0, -x0, -y0, x0 + side - w, y0 + side - h)
+    if pad:
+        widths = ((pad, pad), (pad, pad)) + ((0, 0),) * (image.ndim - 2)
+        image = np.pad(image, widths)
+    crop = image[y0 + pad:y0 + pad + side, x0 + pad:x0 + pad + side]
+    interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+    return cv2.resize(crop, (size, size), interpolation=interp)
+
+
+def to_crop_coords(points: np.ndarray, region: tuple[int, int, int], size: int) -> np.ndarray:
+    """Map frame-pixel points (..., 2) into the pixels of a ``size`` crop of ``region``."""
+    x0, y0, side = region
+    return (np.asarray(points, np.float32) - np.array([x0, y0], np.float32)) * (size / side)

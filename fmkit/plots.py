@@ -1,0 +1,95 @@
+"""Figures shared by the notebooks and the command line (matplotlib/seaborn).
+
+Every function returns its matplotlib Figure, so callers choose to show or save it.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from PIL import Image
+
+from fmkit.data.faces import to_crop_coords
+from fmkit.data.preprocess import LANDMARK_COLUMNS
+
+
+def _crop_region(row: pd.Series) -> tuple[int, int, int]:
+    return int(row["crop_x0"]), int(row["crop_y0"]), int(row["crop_side"])
+
+
+def draw_face(ax: plt.Axes, row: pd.Series, root: str | os.PathLike, annotate: bool = True) -> None:
+    """Show one crop of the faces manifest with its MTCNN box and five landmarks drawn."""
+    ax.imshow(Image.open(Path(root) / row["crop_path"]))
+    ax.set_axis_off()
+    if not annotate:
+        return
+    region, size = _crop_region(row), int(row["crop_size"])
+    (x1, y1), (x2, y2) = to_crop_coords(np.array([[row["x1"], row["y1"]], [row["x2"], row["y2"]]]), region, size)
+    ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, color="lime", lw=1.2))
+    pts = to_crop_coords(row[LANDMARK_COLUMNS].to_numpy(float).reshape(5, 2), region, size)
+    ax.scatter(pts[:, 0], pts[:, 1], s=8, c="red")
+
+
+def crop_grid(manifest: pd.DataFrame, root: str | os.PathLike, n: int = 12, cols: int = 6,
+              seed: int = 0, annotate: bool = True) -> Figure:
+    """A grid of ``n`` crops, one per video where possible, titled by method and frame."""
+    rows = manifest.groupby("video_id", sort=True).head(1)
+    if len(rows) < n:
+        rows = pd.concat([rows, manifest.drop(rows.index)]).head(n)
+    rows = rows.sample(n=min(n, len(rows)), random_state=seed) if len(rows) > n else rows
+    cols = max(1, min(cols, len(rows)))
+    nrows = max(1, int(np.ceil(len(rows) / cols)))
+    fig, axes = plt.subplots(nrows, cols, figsize=(2.0 * cols, 2.2 * nrows), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for ax, (_, row) in zip(axes.ravel(), rows.iterrows()):
+        draw_face(ax, row, root, annotate)
+        ax.set_title(f"{row['method']} · f{int(row['frame_idx'])}", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def video_strip(manifest: pd.DataFrame, root: str | os.PathLike, video_id: str, annotate: bool = True,
+                max_frames: int = 16) -> Figure:
+    """All crops of one video in frame order (up to ``max_frames``)."""
+    rows = manifest[manifest["video_id"] == video_id].sort_values("frame_idx").head(max_frames)
+    fig, axes = plt.subplots(1, max(len(rows), 1), figsize=(1.6 * max(len(rows), 1), 2.0), squeeze=False)
+    for ax, (_, row) in zip(axes[0], rows.iterrows()):
+        draw_face(ax, row, root, annotate)
+        ax.set_title(f"f{int(row['frame_idx'])}", fontsize=8)
+    label = "fake" if len(rows) and rows["label"].iloc[0] == 1 else "real"
+    fig.suptitle(f"{video_id} ({label})", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def browse_videos(manifest: pd.DataFrame, root: str | os.PathLike, interactive: bool = True) -> Figure | None:
+    """A dropdown over videos showing each one's crops; a static strip of the first video otherwise."""
+    videos: Sequence[str] = sorted(manifest["video_id"].unique())
+    if not interactive or not videos:
+        return video_strip(manifest, root, videos[0]) if videos else None
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    def show(video_id: str) -> None:
+        display(video_strip(manifest, root, video_id))
+        plt.close("all")
+
+    widgets.interact(show, video_id=widgets.Dropdown(options=videos, description="video"))
+    return None
+
+
+def count_table_plot(summary: pd.DataFrame) -> Figure:
+    """Bar plot of video counts by split and method (the index summary)."""
+    fig, ax = plt.subplots(figsize=(6, 3))
+    sns.barplot(summary, x="split", y="videos", hue="method", ax=ax)
+    ax.set_title("videos by split and method")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,45 @@
+"""Shared fixtures: tiny face videos made from photos that installed packages ship."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def face_frames(n: int = 6, size: int = 96, seed: int = 0) -> list[np.ndarray]:
+    """``n`` frames (size × size RGB) of scikit-image's astronaut, drifting slowly."""
+    import cv2
+    from skimage import data
+
+    img = data.astronaut()[0:320, 96:416]  # 320 × 320 around the face
+    rng = np.random.default_rng(seed)
+    frames = []
+    for t in range(n):
+        dx, dy = 6 * np.sin(t / 3), 4 * np.cos(t / 4)
+        m = np.float32([[1, 0, dx], [0, 1, dy]])
+        moved = cv2.warpAffine(img, m, (320, 320), borderMode=cv2.BORDER_REFLECT)
+        frame = cv2.resize(moved, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
+        frames.append(np.clip(frame + rng.normal(0, 2, frame.shape), 0, 255).astype(np.uint8))
+    return frames
+
+
+@pytest.fixture(scope="session")
+def face_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ``folder``-layout dataset: 2 real face videos, 1 fake, 1 faceless video, 1 corrupt file."""
+    from fmkit.data.video import write_video
+
+    root = tmp_path_factory.mktemp("faces_ds")
+    write_video(root / "real" / "a.mp4", face_frames(seed=0))
+    write_video(root / "real" / "b.mp4", face_frames(seed=1))
+    fake = [f.copy() for f in face_frames(seed=2)]
+    for f in fake:
+        f[30:50, 35:60] = f[30:50, 35:60] // 2 + 60  # a crude manipulated patch
+    write_video(root / "fake" / "patch" / "a_x.mp4", fake)
+    noise = np.random.default_rng(3).integers(0, 255, (6, 96, 96, 3), dtype=np.uint8)
+    write_video(root / "real" / "noface.mp4", list(noise))
+    (root / "real" / "corrupt.mp4").write_bytes(b"this is not a video" * 100)
+    return root

@@ -1,0 +1,64 @@
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from fmkit.cli import main
+
+COMMANDS = ["synth", "index", "preprocess", "train", "evaluate", "explain", "predict", "pipeline"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    assert "usage: fmkit " + command in capsys.readouterr().out
+
+
+def test_bad_input_is_one_line_and_nonzero(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "fmkit", "index", str(tmp_path / "nope"), "-o", str(tmp_path / "i.csv")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fmkit: error:") and "nope" in lines[0]
+    assert not (tmp_path / "i.csv").exists()
+
+
+def test_unknown_layout_names_the_choices(tmp_path, capsys):
+    assert main(["index", str(tmp_path), "--layout", "youtube", "-o", str(tmp_path / "i.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "youtube" in err and "ffpp" in err and "celebdf" in err
+
+
+def test_index_then_preprocess(face_dataset, tmp_path, capsys):
+    index_csv = tmp_path / "index.csv"
+    assert main(["index", str(face_dataset), "-o", str(index_csv)]) == 0
+    out = capsys.readouterr().out
+    assert "train" in out and "real" in out
+    index = pd.read_csv(index_csv)
+    assert len(index) == 5
+    faces = tmp_path / "faces"
+    code = main(["preprocess", str(index_csv), "--root", str(face_dataset), "-o", str(faces),
+                 "--frames", "2", "--size", "32"])
+    assert code == 0
+    assert "2 failed" in capsys.readouterr().out
+    assert len(pd.read_csv(faces / "faces.csv")) == 6  # 3 face videos × 2 frames
+    errors = pd.read_csv(faces / "errors.csv")
+    # the faceless video: one row per frame without a face plus one for the video; the corrupt one: one row
+    assert errors.groupby("path").size().to_dict() == {"real/corrupt.mp4": 1, "real/noface.mp4": 3}
+
+
+def test_preprocess_fails_when_nothing_succeeds(face_dataset, tmp_path, capsys):
+    index = tmp_path / "index.csv"
+    main(["index", str(face_dataset), "-o", str(index)])
+    df = pd.read_csv(index)
+    df[df["path"].str.contains("corrupt")].to_csv(index, index=False)
+    assert main(["preprocess", str(index), "--root", str(face_dataset), "-o", str(tmp_path / "f")]) == 1
+    assert "no face crop" in capsys.readouterr().err
+
+
+def test_commands_of_later_issues_say_so(capsys):
+    assert main(["explain"]) == 2
+    assert "not yet available" in capsys.readouterr().err

@@ -1,0 +1,60 @@
+import pandas as pd
+import pytest
+import torch
+
+from fmkit.data.datasets import ClipDataset, FrameDataset
+from fmkit.data.index import build_index
+from fmkit.data.preprocess import PreprocessConfig, preprocess, read_faces
+from fmkit.errors import FmkitError
+
+
+@pytest.fixture(scope="module")
+def faces_dir(face_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ds_faces")
+    index = build_index(face_dataset, "folder").df
+    index["split"] = ["train", "val", "test", "train", "train"][:len(index)]
+    preprocess(index, out, root=face_dataset, cfg=PreprocessConfig(frames=5, size=48), progress=False)
+    return out
+
+
+def test_frame_dataset_items_and_split_filter(faces_dir):
+    manifest = read_faces(faces_dir)
+    ds = FrameDataset(faces_dir)
+    assert len(ds) == len(manifest)
+    x, y = ds[0]
+    assert x.shape == (3, 48, 48) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+    assert float(y) == float(manifest.sort_values(["video_id", "frame_idx"])["label"].iloc[0])
+    for split in ["train", "val", "test"]:
+        part = FrameDataset(faces_dir / "faces.csv", split=split)
+        assert len(part) == (manifest["split"] == split).sum()
+        assert set(part.video_ids) == set(manifest.loc[manifest["split"] == split, "video_id"])
+    flipped = FrameDataset(faces_dir, transform=lambda t: t.flip(-1))
+    assert torch.equal(flipped[0][0], ds[0][0].flip(-1))
+    with pytest.raises(FmkitError, match="unknown split"):
+        FrameDataset(faces_dir, split="training")
+
+
+def test_clip_dataset_volumes_are_ordered_frames_of_one_video(faces_dir):
+    manifest = read_faces(faces_dir)
+    frames = FrameDataset(faces_dir)
+    clips = ClipDataset(faces_dir, clip_len=3, stride=1)
+    x, y = clips[0]
+    assert x.shape == (3, 3, 48, 48)
+    vid = clips.video_ids[0]
+    first = manifest[manifest["video_id"] == vid].sort_values("frame_idx")
+    for t in range(3):
+        assert torch.equal(x[:, t], frames[t][0]), "clip frame t is the video's t-th crop in time order"
+    n_per_video = manifest.groupby("video_id").size()
+    assert len(clips) == sum(max(n - 3, 0) + 1 for n in n_per_video)
+    assert float(y) == float(first["label"].iloc[0])
+    # a clip longer than a video pads with the last crop instead of dropping the video
+    long = ClipDataset(faces_dir, clip_len=9)
+    assert len(long) == manifest["video_id"].nunique()
+    assert torch.equal(long[0][0][:, -1], long[0][0][:, len(first) - 1])
+    with pytest.raises(FmkitError, match="clip_len"):
+        ClipDataset(faces_dir, clip_len=0)
+
+
+def test_dataframe_manifest_needs_root(faces_dir):
+    with pytest.raises(FmkitError, match="root="):
+        FrameDataset(pd.read_csv(faces_dir / "faces.csv"))

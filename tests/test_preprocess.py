@@ -1,0 +1,141 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from fmkit.data.faces import FaceDetector, crop_square, square_region, to_crop_coords, track_main_face, Face
+from fmkit.data.index import build_index
+from fmkit.data.preprocess import FACE_COLUMNS, PreprocessConfig, parse_shard, preprocess, read_faces, select_shard
+from fmkit.errors import FmkitError
+from conftest import face_frames
+
+CFG = PreprocessConfig(frames=4, size=64)
+
+
+def _face(box, prob=0.99):
+    return Face(np.array(box, np.float32), prob, np.zeros((5, 2), np.float32))
+
+
+def test_mtcnn_finds_the_face_and_landmarks():
+    frames = face_frames(n=2, size=96)
+    faces = FaceDetector().detect(frames)
+    assert all(len(f) >= 1 for f in faces)
+    f = faces[0][0]
+    assert f.prob > 0.9
+    x1, y1, x2, y2 = f.box
+    assert 10 < x1 < x2 < 90 and 0 < y1 < y2 < 90
+    le, re = f.landmarks[0], f.landmarks[1]
+    assert le[0] < re[0], "left eye (image left) comes first"
+    assert x1 < le[0] < x2 and y1 < le[1] < y2
+
+
+def test_tracking_follows_overlap_not_size():
+    a, big = _face([10, 10, 30, 30]), _face([50, 50, 95, 95])
+    a2 = _face([11, 11, 31, 31])
+    chosen = track_main_face([[a], [big, a2], [], [a2]])
+    assert chosen[0] is a and chosen[1] is a2 and chosen[2] is None and chosen[3] is a2
+    assert track_main_face([[a, big]])[0] is big, "the largest face starts the track"
+
+
+def test_square_crop_pads_and_maps_coordinates():
+    img = np.full((50, 50, 3), 200, np.uint8)
+    region = square_region(np.array([40, 40, 60, 60]), 1.0)
+    assert region == (40, 40, 20)
+    crop = crop_square(img, region, 10)
+    assert crop.shape == (10, 10, 3)
+    assert crop[0, 0].tolist() == [200] * 3 and crop[-1, -1].tolist() == [0] * 3  # outside → zero pad
+    assert to_crop_coords(np.array([[50, 50]]), region, 10).tolist() == [[5, 5]]
+
+
+def test_shards_partition_the_index():
+    df = pd.DataFrame({"video_id": [f"v{i}" for i in range(7)]})
+    parts = [set(select_shard(df, (i, 3))["video_id"]) for i in range(3)]
+    assert set().union(*parts) == set(df["video_id"]) and sum(map(len, parts)) == 7
+    assert parse_shard("1/3") == (1, 3) and parse_shard(None) == (0, 1)
+    for bad in ["3/3", "x", "1/0"]:
+        with pytest.raises(FmkitError, match="--shard"):
+            parse_shard(bad)
+
+
+@pytest.fixture(scope="module")
+def faces_out(face_dataset, tmp_path_factory):
+    index = build_index(face_dataset, "folder").df
+    out = tmp_path_factory.mktemp("faces")
+    summary = preprocess(index, out, root=face_dataset, cfg=CFG, progress=False)
+    return index, out, summary
+
+
+def test_preprocess_writes_manifest_crops_and_errors(faces_out, face_dataset):
+    index, out, summary = faces_out
+    manifest = read_faces(out)
+    assert list(manifest.columns) == FACE_COLUMNS
+    assert set(manifest["video_id"]) == set(index.loc[index["path"].isin(
+        ["real/a.mp4", "real/b.mp4", "fake/patch/a_x.mp4"]), "video_id"])
+    assert summary.videos_failed == 2 and summary.crops == len(manifest)
+    # frames sampled over the whole 6-frame video, not the first 4
+    assert sorted(manifest.loc[manifest["path"] == "real/a.mp4", "frame_idx"]) == [0, 2, 3, 5]
+    for _, row in manifest.iterrows():
+        crop = np.asarray(Image.open(out / row["crop_path"]))
+        assert crop.shape == (64, 64, 3)
+        assert row["prob"] > 0.9 and row["x1"] < row["left_eye_x"] < row["x2"]
+        # index columns carried over unchanged
+        src = index.set_index("video_id").loc[row["video_id"]]
+        assert (row["label"], row["split"], row["source_id"]) == (src["label"], src["split"], src["source_id"])
+    errors = pd.read_csv(out / "errors.csv")
+    reasons = dict(zip(errors["path"], errors["reason"]))
+    assert "corrupt.mp4" in reasons["real/corrupt.mp4"]
+    assert "no face" in reasons["real/noface.mp4"]
+    assert not list(face_dataset.rglob("*.jpg")), "the dataset root is never written to"
+
+
+def test_rerun_skips_done_videos_and_merges(faces_out, face_dataset):
+    index, out, _ = faces_out
+    before = read_faces(out)
+    mtimes = {p: p.stat().st_mtime_ns for p in (out / "crops").rglob("*.jpg")}
+    again = preprocess(index, out, root=face_dataset, cfg=CFG, progress=False)
+    assert again.videos_skipped == len(index) and again.videos_done == 0
+    assert {p: p.stat().st_mtime_ns for p in (out / "crops").rglob("*.jpg")} == mtimes
+    pd.testing.assert_frame_equal(read_faces(out), before)
+
+
+def test_killed_run_resumes_where_it_stopped(faces_out, face_dataset, tmp_path):
+    index, done_out, _ = faces_out
+    # simulate a kill after the first video: only its record exists
+    first = index.sort_values("video_id").iloc[:1]
+    preprocess(first, tmp_path, root=face_dataset, cfg=CFG, progress=False)
+    resumed = preprocess(index, tmp_path, root=face_dataset, cfg=CFG, progress=False)
+    assert resumed.videos_skipped == 1 and resumed.videos_done + resumed.videos_failed == len(index) - 1
+    pd.testing.assert_frame_equal(read_faces(tmp_path), read_faces(done_out))
+
+
+def test_shards_concatenate_to_the_whole(faces_out, face_dataset, tmp_path):
+    index, done_out, _ = faces_out
+    parts = []
+    for i in range(2):
+        preprocess(index, tmp_path / f"s{i}", root=face_dataset, cfg=CFG, shard=f"{i}/2", progress=False)
+        parts.append(read_faces(tmp_path / f"s{i}"))
+    assert all(len(p) for p in parts)
+    whole = pd.concat(parts).sort_values(["video_id", "frame_idx"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(whole, read_faces(done_out))
+
+
+def test_parallel_workers_match_serial(faces_out, face_dataset, tmp_path):
+    index, done_out, _ = faces_out
+    preprocess(index, tmp_path, root=face_dataset, cfg=CFG, workers=2, progress=False)
+    pd.testing.assert_frame_equal(read_faces(tmp_path), read_faces(done_out))
+
+
+def test_refuses_to_write_inside_dataset(face_dataset):
+    index = build_index(face_dataset, "folder").df
+    with pytest.raises(FmkitError, match="read-only"):
+        preprocess(index, face_dataset / "faces", root=face_dataset, cfg=CFG, progress=False)
+
+
+def test_read_faces_errors(tmp_path):
+    with pytest.raises(FmkitError, match="faces manifest not found"):
+        read_faces(tmp_path)
+    pd.DataFrame({"video_id": ["a"]}).to_csv(tmp_path / "faces.csv", index=False)
+    with pytest.raises(FmkitError, match="missing columns"):
+        read_faces(tmp_path)
