@@ -67,11 +67,15 @@ def assert_leak_free(df: pd.DataFrame) -> None:
 
 FFPP_DFD = "manipulated_sequences/DeepFakeDetection/c23/videos/01_02__meeting_serious__YVGY8LOK.mp4"
 FFPP_ACTOR = "original_sequences/actors/c23/videos/01__exit_phone_room.mp4"
+FFPP_CROSS = "manipulated_sequences/Deepfakes/c23/videos/071_720.mp4"  # ids of two different pairs
 
 
 @pytest.fixture
 def ffpp(tmp_path: Path, clip: Path) -> Path:
-    """An FF++ tree: youtube originals, two methods at c23 (both pair orders), one c40 video, DFD and actors."""
+    """An FF++ tree: youtube originals, two methods at c23 (both pair orders), one c40 video, DFD and actors.
+
+    The fake 071_720 mixes two official pairs, so no split covers it.
+    """
     root = tmp_path / "ffpp"
     put(root, clip, *(f"original_sequences/youtube/c23/videos/{i}.mp4" for i in ("071", "054", "720", "953")),
         "original_sequences/youtube/c40/videos/071.mp4",
@@ -79,7 +83,7 @@ def ffpp(tmp_path: Path, clip: Path) -> Path:
         "manipulated_sequences/Deepfakes/c23/videos/054_071.mp4",
         "manipulated_sequences/Face2Face/c23/videos/720_672.mp4",
         "manipulated_sequences/Face2Face/c23/videos/974_953.mp4",
-        FFPP_ACTOR, FFPP_DFD)
+        FFPP_ACTOR, FFPP_DFD, FFPP_CROSS)
     return root
 
 
@@ -107,7 +111,7 @@ def test_ffpp_packaged_splits(ffpp: Path) -> None:
     result = build_index(ffpp)
     assert isinstance(result, IndexResult) and result.layout == "ffpp"
     assert_index_equal(result.df, expected_frame(ffpp_rows({"071": "train", "720": "val", "953": "test"})))
-    assert result.uncovered == [FFPP_DFD, FFPP_ACTOR]
+    assert result.uncovered == [FFPP_DFD, FFPP_CROSS, FFPP_ACTOR]
     assert result.missing == []
     assert_leak_free(result.df)
     assert tree(ffpp) == before
@@ -132,7 +136,8 @@ def test_ffpp_uncovered_split_keeps_dfd_and_actors(ffpp: Path) -> None:
     actor = df.loc["ffpp/actors/01__exit_phone_room"]
     assert tuple(dfd) == (FFPP_DFD, 1, "val", "DeepFakeDetection", "ffpp", "01__meeting_serious")
     assert tuple(actor) == (FFPP_ACTOR, 0, "val", "real", "ffpp", "01__exit_phone_room")
-    assert len(df) == 10
+    assert df.loc["ffpp/Deepfakes/071_720", "source_id"] == "071"
+    assert len(df) == 11
 
 
 def test_ffpp_compression(ffpp: Path) -> None:
@@ -193,9 +198,8 @@ def test_celebdf(celebdf: Path) -> None:
     assert df.set_index("path").loc[sorted(test), "label"].tolist() == [0, 1, 0]
     assert set(df.loc[df["split"] == "test", "path"]) == test
     assert set(df.loc[df["split"] != "test", "split"]) == {"train", "val"}
-    identity = df["path"].str.extract(r"/(id\d+|\d+)")[0]
-    rest = df["split"] != "test"
-    assert (identity[rest].groupby(df.loc[rest, "split"]).agg(set)).pipe(lambda s: not (s["train"] & s["val"]))
+    identity = df["path"].str.extract(r"/(id\d+|\d+)", expand=False)  # target identity, or the YouTube video
+    assert not set(identity[df["split"] == "train"]) & set(identity[df["split"] == "val"])
     assert_leak_free(df)
     assert result.missing == ["Celeb-synthesis/id9_id8_0001.mp4"]
     assert result.uncovered == []
@@ -338,6 +342,9 @@ def test_folder_errors(folder: Path, tmp_path: Path) -> None:
     (folder / "metadata.csv").write_text("path,split\nreal/r001.mp4,test\nfake/swap/r001_r002.mp4,train\n")
     with pytest.raises(FmkitError, match="source r001 is given both splits test and train"):
         build_index(folder)
+    (folder / "metadata.csv").write_text("path,split\nreal/r001.mp4,val\nreal/r001.mp4,test\n")
+    with pytest.raises(FmkitError, match="metadata.csv: path real/r001.mp4 is listed twice"):
+        build_index(folder)
     (folder / "metadata.csv").write_text("path,split\nreal/r001.mp4,holdout\n")
     with pytest.raises(FmkitError, match="metadata.csv: bad split value 'holdout'"):
         build_index(folder)
@@ -345,6 +352,10 @@ def test_folder_errors(folder: Path, tmp_path: Path) -> None:
     with pytest.raises(FmkitError, match="metadata.csv: missing column 'path'"):
         build_index(folder)
     (folder / "metadata.csv").unlink()
+    shutil.copyfile(folder / "real" / "r001.mp4", folder / "real" / "r001.webm")
+    with pytest.raises(FmkitError, match="video_id folder/real/r001 is not unique"):
+        build_index(folder)
+    (folder / "real" / "r001.webm").unlink()
     shutil.copyfile(folder / "real" / "r001.mp4", folder / "fake" / "loose.mp4")
     with pytest.raises(FmkitError, match=r"fake video outside a method folder: .*fake/loose.mp4"):
         build_index(folder)
@@ -422,7 +433,7 @@ def test_summarize_and_format(ffpp: Path) -> None:
     ]
     text = format_summary(result)
     assert text.startswith("8 videos indexed (layout ffpp)")
-    assert "2 videos on disk but covered by no official split" in text and FFPP_DFD in text
+    assert "3 videos on disk but covered by no official split" in text and FFPP_DFD in text
     assert "absent on disk" not in text
     missing = IndexResult(result.df, [f"gone/{i}.mp4" for i in range(7)], [], "ffpp")
     assert "7 videos listed in split/metadata files but absent on disk" in format_summary(missing)

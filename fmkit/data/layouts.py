@@ -245,6 +245,19 @@ def _celebdf_ids(folder: str, stem: str) -> tuple[str, str]:
     return f"{parts[0]}_{parts[-1]}", parts[0]
 
 
+def _celebdf_row(root: Path, folder: str, video: Path, listed: dict[str, int]) -> tuple[Row, str]:
+    """The index row (test if listed, else train for now) and identity group of one Celeb-DF video."""
+    rel = relpath(video, root)
+    label = LABEL_FAKE if folder == "Celeb-synthesis" else LABEL_REAL
+    if rel in listed and listed[rel] != label:
+        raise FmkitError(f"{root / CELEBDF_TEST_LIST}: {rel} is listed as {'fake' if listed[rel] else 'real'} "
+                         f"but lies in {folder}/ (the list's label 1 means real)")
+    source_id, group = _celebdf_ids(folder, video.stem)
+    row = make_row(f"celebdf/{folder}/{video.stem}", rel, label, "test" if rel in listed else "train",
+                   "real" if label == LABEL_REAL else folder, "celebdf", source_id)
+    return row, group
+
+
 def scan_celebdf(root: Path, val_fraction: float = 0.1, seed: int = 0) -> Scan:
     """Celeb-DF (v1 and v2): the official test list becomes ``test``; the rest is split train/val by identity.
 
@@ -255,24 +268,18 @@ def scan_celebdf(root: Path, val_fraction: float = 0.1, seed: int = 0) -> Scan:
     if not present:
         raise FmkitError(f"not a Celeb-DF root: {root} has none of {', '.join(f + '/' for f in CELEBDF_FOLDERS)}")
     listed = read_celebdf_test_list(root / CELEBDF_TEST_LIST)
-    scan, groups, rest = Scan(), {}, []
+    scan = Scan()
+    group_of: dict[str, str] = {}  # identity group of each video outside the test list, by path
     for folder in present:
-        label = LABEL_FAKE if folder == "Celeb-synthesis" else LABEL_REAL
         for video in _videos_in(root / folder, (".mp4",)):
-            rel = relpath(video, root)
-            if rel in listed and listed[rel] != label:
-                raise FmkitError(f"{root / CELEBDF_TEST_LIST}: {rel} is listed as {'fake' if listed[rel] else 'real'} "
-                                 f"but lies in {folder}/ (the list's label 1 means real)")
-            source_id, group = _celebdf_ids(folder, video.stem)
-            row = make_row(f"celebdf/{folder}/{video.stem}", rel, label, "test" if rel in listed else "train",
-                           "real" if label == LABEL_REAL else folder, "celebdf", source_id)
+            row, group = _celebdf_row(root, folder, video, listed)
             scan.rows.append(row)
-            if rel not in listed:
-                rest.append(row)
-                groups[rel] = group
-    by_group = carve_groups(groups.values(), {"val": val_fraction}, seed)
-    for row in rest:
-        row["split"] = by_group[groups[row["path"]]]
+            if row["split"] != "test":
+                group_of[row["path"]] = group
+    by_group = carve_groups(group_of.values(), {"val": val_fraction}, seed)
+    for row in scan.rows:
+        if row["path"] in group_of:
+            row["split"] = by_group[group_of[row["path"]]]
     indexed = {row["path"] for row in scan.rows}
     scan.missing = [rel for rel in listed if rel not in indexed]
     return scan
