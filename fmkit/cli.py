@@ -49,6 +49,51 @@ def _preprocess(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from fmkit.engine import resolve_config, train
+
+    cfg = None if args.resume and args.config is None else resolve_config(args.config, model={"name": args.model})
+    run = train(cfg, args.data, args.output, resume=args.resume, epochs=args.epochs)
+    print(f"run folder: {run} (metrics.json, checkpoints/best.pt)")
+    return 0
+
+
+def _scored_split(args: argparse.Namespace):
+    from fmkit.engine import resolve_config
+    from fmkit.engine.data import build_datasets
+    from fmkit.models.checkpoint import load
+
+    run = Path(args.run)
+    config = run / "config.yaml" if run.is_dir() else None
+    cfg = resolve_config(config)
+    return load(run, device=args.device), build_datasets(args.data, cfg["data"])[args.split]
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from fmkit.engine import evaluate
+    from fmkit.io import write_json
+
+    model, dataset = _scored_split(args)
+    metrics = evaluate(model, dataset, device=args.device, progress=True)
+    print(json.dumps(metrics, indent=2, default=str))
+    if args.output:
+        write_json(metrics, args.output)
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from fmkit.engine import predict
+    from fmkit.io import write_csv
+
+    model, dataset = _scored_split(args)
+    scores = predict(model, dataset, device=args.device, progress=True)
+    write_csv(scores, args.output)
+    print(f"{len(scores)} scores written to {args.output}")
+    return 0
+
+
 def _pipeline(args: argparse.Namespace) -> int:
     from fmkit.pipeline import run_pipeline
 
@@ -112,12 +157,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a pipeline parameter (repeatable)")
     p.set_defaults(run=_pipeline)
 
-    for name, text in [("train", "train a registered model on a faces folder"),
-                       ("evaluate", "evaluate a trained model at frame and video level"),
-                       ("explain", "explain a detector's predictions"),
-                       ("predict", "score videos or face crops with a trained model")]:
+    p = sub.add_parser("train", help="train a registered model on a faces folder into a run folder")
+    p.add_argument("model", help="registered model name (e.g. whitening, baseline2d)")
+    p.add_argument("--data", required=True, help="faces folder from `fmkit preprocess`")
+    p.add_argument("-o", "--output", required=True, help="run folder (config, checkpoints, metrics)")
+    p.add_argument("--config", default=None, help="training YAML (model kwargs, data, optim, epochs, seed, device)")
+    p.add_argument("--epochs", type=int, default=None, help="total epochs (overrides the config)")
+    p.add_argument("--resume", action="store_true", help="continue a killed or finished run from checkpoints/last.pt")
+    p.set_defaults(run=_train)
+
+    for name, text, fn in [("evaluate", "frame- and video-level metrics of a trained model on one split", _evaluate),
+                           ("predict", "fake probabilities of every item of one split", _predict)]:
         p = sub.add_parser(name, help=text)
-        p.set_defaults(run=_not_yet(name))
+        p.add_argument("run", help="run folder (uses checkpoints/best.pt) or a checkpoint file")
+        p.add_argument("--data", required=True, help="faces folder from `fmkit preprocess`")
+        p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to score (default test)")
+        p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+        p.add_argument("-o", "--output", default=None, required=name == "predict",
+                       help="JSON of the metrics" if name == "evaluate" else "CSV of video_id, label, prob")
+        p.set_defaults(run=fn)
+
+    p = sub.add_parser("explain", help="explain a detector's predictions (re-label distillation)")
+    p.set_defaults(run=_not_yet("explain"))
     return parser
 
 

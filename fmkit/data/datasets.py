@@ -23,7 +23,8 @@ Transform = Callable[[torch.Tensor], torch.Tensor]
 SPLITS = ("train", "val", "test")
 
 
-def _manifest(manifest: str | os.PathLike | pd.DataFrame, root: str | os.PathLike | None) -> tuple[pd.DataFrame, Path]:
+def open_manifest(manifest: str | os.PathLike | pd.DataFrame, root: str | os.PathLike | None) -> tuple[pd.DataFrame, Path]:
+    """A faces manifest (path, folder or DataFrame) and the folder its crop paths are relative to."""
     if isinstance(manifest, pd.DataFrame):
         if root is None:
             raise FmkitError("a manifest given as a DataFrame needs root= (the faces folder its crop paths are relative to)")
@@ -33,7 +34,8 @@ def _manifest(manifest: str | os.PathLike | pd.DataFrame, root: str | os.PathLik
     return df, Path(root) if root is not None else (path if path.is_dir() else path.parent)
 
 
-def _filter_split(df: pd.DataFrame, split: str | Sequence[str] | None) -> pd.DataFrame:
+def filter_split(df: pd.DataFrame, split: str | Sequence[str] | None) -> pd.DataFrame:
+    """Rows of the given split(s); all rows for None."""
     if split is None:
         return df
     wanted = [split] if isinstance(split, str) else list(split)
@@ -64,8 +66,8 @@ class FrameDataset(Dataset):
 
     def __init__(self, manifest: str | os.PathLike | pd.DataFrame, split: str | Sequence[str] | None = None,
                  transform: Transform | None = None, root: str | os.PathLike | None = None) -> None:
-        df, self.root = _manifest(manifest, root)
-        self.frame = _filter_split(df, split).sort_values(["video_id", "frame_idx"]).reset_index(drop=True)
+        df, self.root = open_manifest(manifest, root)
+        self.frame = filter_split(df, split).sort_values(["video_id", "frame_idx"]).reset_index(drop=True)
         self.transform = transform
         self.video_ids: list[str] = self.frame["video_id"].astype(str).tolist()
         self.labels = torch.tensor(self.frame["label"].to_numpy(), dtype=torch.float32)
@@ -94,8 +96,8 @@ class ClipDataset(Dataset):
                  stride: int | None = None, root: str | os.PathLike | None = None) -> None:
         if clip_len < 1:
             raise FmkitError(f"clip_len must be at least 1, got {clip_len}")
-        df, self.root = _manifest(manifest, root)
-        df = _filter_split(df, split).sort_values(["video_id", "frame_idx"])
+        df, self.root = open_manifest(manifest, root)
+        df = filter_split(df, split).sort_values(["video_id", "frame_idx"])
         self.clip_len, self.transform = clip_len, transform
         stride = stride or clip_len
         self.clips: list[list[str]] = []

@@ -63,7 +63,8 @@ def _int(minimum: int, nullable: bool = False) -> Callable[[str, Any], Any]:
         if value is None and nullable:
             return None
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise FmkitError(f"config {key} must be an integer >= {minimum}{' or null' if nullable else ''}, got {value!r}")
+            null = " or null" if nullable else ""
+            raise FmkitError(f"config {key} must be an integer >= {minimum}{null}, got {value!r}")
         return value
     return check
 
@@ -138,7 +139,10 @@ def _merge(base: dict[str, Any], user: Mapping[str, Any], prefix: str = "") -> d
         if isinstance(base[key], dict):
             if not isinstance(value, Mapping):
                 raise FmkitError(f"config {name} must be a mapping, got {value!r}")
-            out[key] = {**out[key], **copy.deepcopy(dict(value))} if name == "model" else _merge(base[key], value, f"{name}.")
+            if name == "model":
+                out[key] = {**out[key], **copy.deepcopy(dict(value))}
+            else:
+                out[key] = _merge(base[key], value, f"{name}.")
         else:
             out[key] = copy.deepcopy(value)
     return out

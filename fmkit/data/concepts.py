@@ -1,0 +1,113 @@
+"""Concept image sets for Concept Whitening, built from the faces manifest.
+
+A concept is a set of images in which it is present. fmkit builds them automatically:
+
+* facial regions from the five MTCNN landmarks — ``left_eye``, ``right_eye``, ``nose``,
+  ``mouth`` (the midpoint of the two mouth corners): a square patch of side
+  ``patch_frac`` × the crop size centred on the landmark, resized to the crop size;
+* ``blend_boundary`` on data with ground-truth masks (synthetic fakes): a patch centred
+  on the strongest point of the blend boundary, where the soft mask m crosses 1/2,
+  scored by 4·m·(1 − m).
+
+Items are float tensors (3, S, S) in [0, 1], as from ``FrameDataset``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from fmkit.data.datasets import filter_split, load_image, load_mask, open_manifest
+from fmkit.data.faces import to_crop_coords
+from fmkit.errors import FmkitError
+
+FACE_CONCEPTS = ("left_eye", "right_eye", "nose", "mouth")
+CONCEPTS = FACE_CONCEPTS + ("blend_boundary",)
+_LANDMARK = {"left_eye": ["left_eye"], "right_eye": ["right_eye"], "nose": ["nose"],
+             "mouth": ["mouth_left", "mouth_right"]}
+
+
+def landmark_centre(row: pd.Series, concept: str) -> np.ndarray:
+    """The concept's landmark (x, y) in crop pixels (mouth: the midpoint of its corners)."""
+    pts = np.array([[row[f"{n}_x"], row[f"{n}_y"]] for n in _LANDMARK[concept]], np.float32)
+    region = (int(row["crop_x0"]), int(row["crop_y0"]), int(row["crop_side"]))
+    return to_crop_coords(pts, region, int(row["crop_size"])).mean(axis=0)
+
+
+def boundary_centre(mask: torch.Tensor) -> np.ndarray | None:
+    """(x, y) of the strongest blend-boundary pixel of a soft mask (H, W) in [0, 1]; None if no boundary."""
+    score = 4 * mask * (1 - mask)
+    if float(score.max()) < 0.25:
+        return None
+    y, x = np.unravel_index(int(torch.argmax(score)), score.shape)
+    return np.array([x, y], np.float32)
+
+
+def crop_patch(image: torch.Tensor, centre: np.ndarray, side: int) -> torch.Tensor:
+    """A ``side`` square of ``image`` (3, H, W) around ``centre`` (x, y), clamped inside, resized back to (H, W)."""
+    _, h, w = image.shape
+    x0 = int(np.clip(round(centre[0] - side / 2), 0, w - side))
+    y0 = int(np.clip(round(centre[1] - side / 2), 0, h - side))
+    patch = image[:, y0:y0 + side, x0:x0 + side]
+    return torch.nn.functional.interpolate(patch[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+
+
+class ConceptDataset(Dataset):
+    """Images of one concept: patches of the manifest's crops (see the module docstring)."""
+
+    def __init__(self, manifest: str | os.PathLike | pd.DataFrame, concept: str, split: str | Sequence[str] | None = "train",
+                 patch_frac: float = 0.35, root: str | os.PathLike | None = None) -> None:
+        if concept not in CONCEPTS:
+            raise FmkitError(f"unknown concept {concept!r}: expected one of {', '.join(CONCEPTS)}")
+        df, self.root = open_manifest(manifest, root)
+        df = filter_split(df, split)
+        if concept == "blend_boundary":
+            df = df[(df["label"] == 1) & (df["mask_path"].astype(str) != "")]
+        self.concept, self.patch_frac = concept, patch_frac
+        self.items: list[tuple[str, np.ndarray]] = []
+        for _, row in df.sort_values(["video_id", "frame_idx"]).iterrows():
+            centre = (boundary_centre(load_mask(self.root / row["mask_path"])) if concept == "blend_boundary"
+                      else landmark_centre(row, concept))
+            if centre is not None:
+                self.items.append((row["crop_path"], centre))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        path, centre = self.items[i]
+        image = load_image(self.root / path)
+        side = max(4, int(round(self.patch_frac * image.shape[-1])))
+        return crop_patch(image, centre, side)
+
+
+def concept_datasets(manifest: str | os.PathLike | pd.DataFrame, concepts: Sequence[str] | None = None,
+                     split: str | Sequence[str] | None = "train", patch_frac: float = 0.35,
+                     root: str | os.PathLike | None = None) -> dict[str, ConceptDataset]:
+    """One ConceptDataset per concept, in order (axis k ↔ k-th concept).
+
+    By default: the four facial regions, plus ``blend_boundary`` when the manifest has
+    ground-truth masks. An explicitly requested concept with no image is an error.
+    """
+    df, root = open_manifest(manifest, root)
+    if concepts is None:
+        has_masks = (df["mask_path"].astype(str) != "").any()
+        concepts = CONCEPTS if has_masks else FACE_CONCEPTS
+    sets = {c: ConceptDataset(df, c, split, patch_frac, root) for c in concepts}
+    empty = [c for c, ds in sets.items() if len(ds) == 0]
+    if empty:
+        raise FmkitError(f"no image for concept(s) {', '.join(empty)} in split {split} of the faces manifest")
+    return sets
+
+
+def cycle_batches(dataset: Dataset, batch_size: int, seed: int = 0) -> Iterator[torch.Tensor]:
+    """Endless shuffled batches (B, 3, S, S) of a concept set, reproducible for a seed."""
+    gen = torch.Generator().manual_seed(seed)
+    loader = DataLoader(dataset, batch_size=min(batch_size, len(dataset)), shuffle=True, generator=gen)
+    while True:
+        yield from loader
