@@ -43,3 +43,23 @@ def face_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_video(root / "real" / "noface.mp4", list(noise))
     (root / "real" / "corrupt.mp4").write_bytes(b"this is not a video" * 100)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny ``fmkit synth`` dataset: 3 identities, 4 frames of 96 px per video."""
+    from fmkit.data.synth import synthesize
+
+    return synthesize(tmp_path_factory.mktemp("synth") / "data", videos=3, frames=4, size=96, seed=0, progress=False)
+
+
+@pytest.fixture(scope="session")
+def synth_faces(tiny_synth: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The faces folder of ``tiny_synth``: 4 crops of 64 px per video, with ground-truth masks."""
+    from fmkit.data.index import build_index
+    from fmkit.data.preprocess import PreprocessConfig, preprocess
+
+    out = tmp_path_factory.mktemp("synth_faces")
+    preprocess(build_index(tiny_synth, "folder").df, out, root=tiny_synth, cfg=PreprocessConfig(frames=4, size=64),
+               progress=False)
+    return out

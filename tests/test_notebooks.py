@@ -23,13 +23,6 @@ def test_notebooks_are_thin_committed_without_outputs_and_parameterized(path):
         assert "def " not in cell.source and "class " not in cell.source, "logic lives in fmkit, not in notebooks"
 
 
-@pytest.fixture(scope="session")
-def tiny_synth(tmp_path_factory):
-    from fmkit.data.synth import synthesize
-
-    return synthesize(tmp_path_factory.mktemp("synth") / "data", videos=3, frames=4, size=96, seed=0, progress=False)
-
-
 def _config(tmp_path, root, notebooks):
     cfg = {"dataset": {"root": str(root), "layout": "folder"}, "notebooks": notebooks}
     path = tmp_path / "pipeline.yaml"

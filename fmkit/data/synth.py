@@ -1,0 +1,484 @@
+"""``fmkit synth``: a small real/fake face-video dataset made from photos that installed packages ship.
+
+Nothing is downloaded. The identities are real face photos: scikit-image's
+``astronaut()``, matplotlib's ``grace_hopper.jpg`` and the faces of scikit-image's
+``lfw_subset()`` (25 × 25 grayscale tight crops, upscaled and set as an oval portrait on a
+defocused background, see :func:`vignette`). Each photo is one identity (the LFW subset
+does not name its people, so two of its photos may show one person). MTCNN finds each photo's face box and five landmarks once per process; a photo
+is used only if MTCNN also finds the face in a still frame rendered at the output size.
+
+Real videos move the photo along a smooth random head trajectory (drift, small rotation
+and scale), with slowly changing lighting and fresh sensor noise in every frame. Each real
+video ``rNNN`` gets one fake per method, made from its frames:
+
+- ``faceswap`` (``rNNN_<donor>``): another identity's inner face, aligned on the five
+  landmarks, colour-matched and blended under a soft hull mask; the donor comes from the
+  same split (a split with a single identity gets a donor-only photo of its own), so no
+  face crosses splits;
+- ``selfblend`` (``rNNN_sbi``): Self-Blended Images with one jitter drawn per video;
+- ``flicker`` (``rNNN_flk``): a self-blend whose mask, offset and colour shift are redrawn
+  every frame, a temporally inconsistent fake.
+
+Output (the ``folder`` layout)::
+
+    OUT/real/<id>.mp4
+    OUT/fake/<method>/<fake id>.mp4
+    OUT/masks/fake/<method>/<fake id>.npz   key "masks": uint8 (T, H, W), 0..255 blend mask per frame
+    OUT/metadata.csv                        path, source_id, split, identity, method, label, donor
+    OUT/synth.json                          the config, identities and their splits (written last)
+
+The same config and seed give byte-identical masks and metadata, and the same video frames
+(libx264 usually writes identical bytes too, but not always across processes). Files are
+written atomically; an interrupted run resumes in place (``.synth-partial.json`` marks it).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import zipfile
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from fmkit import LABEL_FAKE, LABEL_REAL, __version__
+from fmkit.data.blend import MaskParams, SBIParams, face_swap, self_blend, transform_box, transform_points
+from fmkit.data.layouts import carve_groups
+from fmkit.data.video import write_video
+from fmkit.errors import FmkitError
+from fmkit.io import atomic_path, write_csv, write_json
+
+METHODS = ("faceswap", "selfblend", "flicker")
+FAKE_SUFFIX = {"selfblend": "sbi", "flicker": "flk"}
+SPLIT_FRACTIONS = {"test": 0.2, "val": 0.2}
+METADATA_COLUMNS = ["path", "source_id", "split", "identity", "method", "label", "donor"]
+DONE_FILE = "synth.json"
+PARTIAL_FILE = ".synth-partial.json"
+
+#: Photos are resized so that the face box's longer side is this fraction of the frame size.
+WORK_FACE_FRACTION = 0.5
+#: LFW faces (25 × 25) are upscaled to this side (then vignetted) before detection and rendering.
+LFW_SIDE = 128
+LFW_FACES = 100  # lfw_subset(): the first 100 images are faces, the rest are not
+#: Photos are detected in batches of this many, downsized to at most this side (px).
+DETECT_CHUNK = 8
+DETECT_MAX_SIDE = 320
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """What to synthesise: ``videos`` real videos over ``identities`` photos (round-robin),
+    ``frames`` frames of ``size`` × ``size`` px at ``fps``, one fake per real video and method."""
+
+    videos: int = 16
+    identities: int = 8
+    frames: int = 16
+    size: int = 128
+    fps: int = 25
+    seed: int = 0
+    methods: tuple[str, ...] = METHODS
+
+    def validate(self) -> None:
+        """Raise FmkitError naming the first bad value."""
+        if self.identities < 3:
+            raise FmkitError(f"synth needs at least 3 identities (one per split), got {self.identities}")
+        if self.videos < self.identities:
+            raise FmkitError(f"synth needs at least one video per identity: videos={self.videos} "
+                             f"< identities={self.identities}")
+        if self.frames < 1:
+            raise FmkitError(f"synth frames must be at least 1, got {self.frames}")
+        if self.size < 32 or self.size % 2:
+            raise FmkitError(f"synth size must be even and at least 32 px, got {self.size}")
+        if self.fps < 1:
+            raise FmkitError(f"synth fps must be at least 1, got {self.fps}")
+        unknown = sorted(set(self.methods) - set(METHODS))
+        if unknown or not self.methods:
+            raise FmkitError(f"unknown synth method {unknown[0] if unknown else '(none given)'}: "
+                             f"expected some of {', '.join(METHODS)}")
+
+
+@dataclass(frozen=True)
+class Photo:
+    """An identity: image (H, W, 3) uint8 RGB, MTCNN face box (4,) and landmarks (5, 2) in its pixels."""
+
+    name: str
+    image: np.ndarray
+    box: np.ndarray
+    landmarks: np.ndarray
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A rendered real video: frames (T × (S, S, 3) uint8), landmarks (T, 5, 2) and face boxes (T, 4) px."""
+
+    frames: list[np.ndarray]
+    landmarks: np.ndarray
+    boxes: np.ndarray
+
+
+# --- identities --------------------------------------------------------------------------
+
+def vignette(img: np.ndarray, pad: int, feather: float) -> np.ndarray:
+    """A tight face crop (h, w, 3) as a portrait: an oval of it on a smooth, defocused background.
+
+    Returns (h + 2 pad, w + 2 pad, 3) uint8; the background is the crop's colours blown up
+    from 3 × 3 px, the oval's edge is blurred by a gaussian of ``feather`` px.
+    """
+    h, w = img.shape[:2]
+    size = (w + 2 * pad, h + 2 * pad)
+    background = cv2.resize(cv2.resize(img, (3, 3), interpolation=cv2.INTER_AREA), size, interpolation=cv2.INTER_LINEAR)
+    alpha = np.zeros(size[::-1], np.float32)
+    cv2.ellipse(alpha, (size[0] // 2, size[1] // 2), (w // 2, int(h * 0.56)), 0, 0, 360, 1.0, -1)
+    alpha = cv2.GaussianBlur(alpha, (0, 0), feather)[..., None]
+    face = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    return np.round(alpha * face + (1 - alpha) * background).astype(np.uint8)
+
+
+def _lfw_face(i: int) -> np.ndarray:
+    from skimage import data
+
+    gray = np.round(data.lfw_subset()[i] * 255).astype(np.uint8)
+    big = cv2.resize(gray, (LFW_SIDE, LFW_SIDE), interpolation=cv2.INTER_CUBIC)
+    return vignette(np.repeat(big[..., None], 3, axis=2), pad=LFW_SIDE // 2, feather=LFW_SIDE / 20)
+
+
+def _grace_hopper() -> np.ndarray:
+    from matplotlib import cbook
+    from PIL import Image
+
+    with cbook.get_sample_data("grace_hopper.jpg") as f:
+        return np.asarray(Image.open(f).convert("RGB"))
+
+
+def _photo_loaders() -> dict[str, Callable[[], np.ndarray]]:
+    """Name → loader of every candidate photo, in the order identities are taken."""
+    from skimage import data
+
+    loaders: dict[str, Callable[[], np.ndarray]] = {
+        "astronaut": data.astronaut,
+        "hopper": _grace_hopper,
+    }
+    loaders.update({f"lfw{i:03d}": functools.partial(_lfw_face, i) for i in range(LFW_FACES)})
+    return loaders
+
+
+@functools.cache
+def _detector():
+    from fmkit.data.faces import FaceDetector
+
+    return FaceDetector(max_side=DETECT_MAX_SIDE)
+
+
+def _detect(images: Sequence[np.ndarray]) -> list[list]:
+    """MTCNN faces of same-size images, on one torch thread.
+
+    MTCNN's small nets gain nothing from more threads on images this small, and lose
+    much when other processes share the cores; the thread count is restored after.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _detector().detect(list(images))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _detect_by_shape(images: Sequence[np.ndarray]) -> list[list]:
+    """:func:`_detect` over images of mixed sizes, batched per size; results in input order."""
+    found: dict[int, list] = {}
+    for shape in sorted({im.shape for im in images}):
+        idx = [i for i, im in enumerate(images) if im.shape == shape]
+        found.update(zip(idx, _detect([images[i] for i in idx])))
+    return [found[i] for i in range(len(images))]
+
+
+@functools.cache
+def _photo_chunk(k: int) -> tuple[Photo | None, ...]:
+    """The photos of the k-th chunk of the loader order with MTCNN's largest face (None: no face).
+
+    Run once per process. Photos are detected in fixed chunks so that each one always
+    shares its batch with the same photos: batching changes MTCNN's output in the last
+    bits, and fixed batches keep the dataset reproducible whatever was detected before.
+    """
+    loaders = _photo_loaders()
+    names = list(loaders)[k * DETECT_CHUNK:(k + 1) * DETECT_CHUNK]
+    images = [np.ascontiguousarray(loaders[n]()) for n in names]
+    photos: list[Photo | None] = []
+    for name, image, faces in zip(names, images, _detect_by_shape(images)):
+        face = max(faces, key=lambda f: f.area) if faces else None
+        photos.append(None if face is None else
+                      Photo(name, image, face.box.astype(np.float32), face.landmarks.astype(np.float32)))
+    return tuple(photos)
+
+
+def at_working_size(photo: Photo, size: int) -> Photo:
+    """Resize ``photo`` so its face box's longer side is ``WORK_FACE_FRACTION * size`` px."""
+    x1, y1, x2, y2 = photo.box
+    scale = WORK_FACE_FRACTION * size / max(x2 - x1, y2 - y1)
+    h, w = photo.image.shape[:2]
+    dsize = (max(int(round(w * scale)), 1), max(int(round(h * scale)), 1))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    image = cv2.resize(photo.image, dsize, interpolation=interp)
+    sx, sy = dsize[0] / w, dsize[1] / h
+    return replace(photo, image=image, box=photo.box * np.float32([sx, sy, sx, sy]),
+                   landmarks=photo.landmarks * np.float32([sx, sy]))
+
+
+def still_frame(photo: Photo, size: int) -> np.ndarray:
+    """The photo (at working size) as a centred, unmoving ``size`` × ``size`` frame."""
+    return warp_frame(photo.image, placement(photo, size, 0.45, np.zeros(2), 0.0, 1.0), size)
+
+
+@functools.cache
+def _usable_chunk(k: int, size: int) -> tuple[Photo, ...]:
+    """The k-th chunk's photos at working size whose face MTCNN also finds in a still at ``size`` px."""
+    working = [at_working_size(p, size) for p in _photo_chunk(k) if p is not None]
+    found = _detect([still_frame(p, size) for p in working])
+    return tuple(p for p, faces in zip(working, found) if faces)
+
+
+def select_photos(count: int, size: int) -> list[Photo]:
+    """The first ``count`` usable photos (working size for frames of ``size`` px), in loader order."""
+    photos: list[Photo] = []
+    for k in range(-(-len(_photo_loaders()) // DETECT_CHUNK)):
+        if len(photos) >= count:
+            break
+        photos += _usable_chunk(k, size)
+    if len(photos) < count:
+        raise FmkitError(f"only {len(photos)} shipped face photos are usable at {size} px; "
+                         f"synth needs {count} (fewer identities, or a larger size)")
+    return photos[:count]
+
+
+# --- real videos -------------------------------------------------------------------------
+
+def placement(photo: Photo, size: int, face_fraction: float, offset: np.ndarray, angle: float,
+              zoom: float) -> np.ndarray:
+    """(2, 3) matrix putting the photo's face at the frame centre + ``offset`` (fraction of ``size``).
+
+    The face box's longer side becomes ``face_fraction * zoom * size`` px, rotated by
+    ``angle`` degrees about the face centre.
+    """
+    x1, y1, x2, y2 = (float(v) for v in photo.box)
+    centre = ((x1 + x2) / 2, (y1 + y2) / 2)
+    scale = face_fraction * zoom * size / max(x2 - x1, y2 - y1)
+    matrix = cv2.getRotationMatrix2D(centre, angle, scale)
+    matrix[:, 2] += np.asarray([size / 2, size / 2]) * (1 + 2 * np.asarray(offset)) - np.asarray(centre)
+    return matrix.astype(np.float32)
+
+
+def warp_frame(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """Warp a photo by a (2, 3) matrix into a ``size`` × ``size`` frame (borders reflected)."""
+    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+
+
+def smooth_curve(rng: np.random.Generator, t: np.ndarray, amplitude: float) -> np.ndarray:
+    """A smooth random signal over times ``t`` (s): two slow sinusoids (0.2–0.9 Hz), |value| ≤ amplitude."""
+    out = np.zeros_like(t, dtype=np.float64)
+    for _ in range(2):
+        freq, phase, weight = rng.uniform(0.2, 0.9), rng.uniform(0, 2 * np.pi), rng.uniform(0.3, 1.0)
+        out += weight * np.sin(2 * np.pi * freq * t + phase)
+    return amplitude * out / 2
+
+
+def _lighting(rng: np.random.Generator, t: np.ndarray, size: int) -> np.ndarray:
+    """Per-frame multiplicative light (T, S, S, 3): global gain, a turning side light and a colour tint."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5
+    gain = 1 + smooth_curve(rng, t, 0.12)
+    direction = rng.uniform(0, 2 * np.pi) + smooth_curve(rng, t, 0.8)
+    strength = rng.uniform(0.05, 0.25)
+    tint = 1 + np.stack([smooth_curve(rng, t, 0.04), np.zeros_like(t), smooth_curve(rng, t, 0.04)], axis=1)
+    ramp = xx[None] * np.cos(direction)[:, None, None] + yy[None] * np.sin(direction)[:, None, None]
+    light = (gain[:, None, None] * (1 + strength * ramp))[..., None] * tint[:, None, None, :]
+    return light.astype(np.float32)
+
+
+def render_real(photo: Photo, rng: np.random.Generator, frames: int, size: int, fps: int) -> Clip:
+    """A real video of ``photo`` (at working size): smooth head motion, changing light, sensor noise."""
+    t = np.arange(frames) / fps
+    face_fraction = rng.uniform(0.40, 0.50)
+    base = rng.uniform(-0.04, 0.04, 2)
+    dx, dy = smooth_curve(rng, t, 0.06), smooth_curve(rng, t, 0.06)
+    angle, zoom = smooth_curve(rng, t, 7.0), np.exp(smooth_curve(rng, t, 0.06))
+    light = _lighting(rng, t, size)
+    noise_sd = rng.uniform(1.5, 3.5)
+    clip_frames, landmarks, boxes = [], [], []
+    for i in range(frames):
+        matrix = placement(photo, size, face_fraction, base + [dx[i], dy[i]], angle[i], zoom[i])
+        frame = warp_frame(photo.image, matrix, size).astype(np.float32) * light[i]
+        frame += rng.normal(0.0, noise_sd, frame.shape)
+        clip_frames.append(np.clip(np.round(frame), 0, 255).astype(np.uint8))
+        landmarks.append(transform_points(matrix, photo.landmarks))
+        boxes.append(transform_box(matrix, photo.box))
+    return Clip(clip_frames, np.stack(landmarks), np.stack(boxes))
+
+
+# --- fakes -------------------------------------------------------------------------------
+
+def make_fake(method: str, clip: Clip, rng: np.random.Generator, donor: Photo | None = None
+              ) -> tuple[list[np.ndarray], np.ndarray]:
+    """Fake frames (T × (S, S, 3) uint8) and their blend masks (T, S, S) uint8 0..255 from a real clip."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}")
+    if method == "faceswap" and donor is None:
+        raise ValueError("faceswap needs a donor photo")
+    # faceswap and selfblend draw their parameters once per video (a temporally consistent
+    # blend); flicker passes None, so self_blend redraws them from rng for every frame
+    params: MaskParams | SBIParams | None = None
+    if method == "faceswap":
+        params = MaskParams.sample(rng, deform=0.03, ratios=(1.0,))
+    elif method == "selfblend":
+        params = SBIParams.sample(rng)
+    out, masks = [], []
+    for frame, lm, box in zip(clip.frames, clip.landmarks, clip.boxes):
+        if method == "faceswap":
+            image, mask = face_swap(frame, lm, donor.image, donor.landmarks, box=box, params=params)
+        else:
+            image, mask = self_blend(frame, lm, rng, box=box, params=params)
+        out.append(image)
+        masks.append(np.round(mask * 255).astype(np.uint8))
+    return out, np.stack(masks)
+
+
+def write_masks(path: str | os.PathLike, masks: np.ndarray) -> Path:
+    """Save (T, H, W) uint8 masks as ``.npz`` (key ``masks``) atomically, byte-identical for equal masks.
+
+    ``np.savez`` stamps the zip entry with the current time; a fixed stamp keeps the file reproducible.
+    """
+    info = zipfile.ZipInfo("masks.npy", date_time=(1980, 1, 1, 0, 0, 0))
+    info.compress_type = zipfile.ZIP_DEFLATED
+    with atomic_path(path) as tmp:
+        with zipfile.ZipFile(tmp, "w") as zf, zf.open(info, "w", force_zip64=True) as f:
+            np.lib.format.write_array(f, np.ascontiguousarray(masks, np.uint8), allow_pickle=False)
+    return Path(path)
+
+
+# --- the dataset -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Plan:
+    """Who is in the dataset: video ids → identity, identity → split, donors of each faceswap video."""
+
+    photos: dict[str, Photo]
+    video_identity: dict[str, str]
+    split_of: dict[str, str]
+    donor_only: dict[str, str]
+    donor_of: dict[str, str]
+
+
+#: Random stream keys: real video i draws from (seed, 0, i), its fake of METHODS[j] from
+#: (seed, 1 + j, i), its faceswap donor from (seed, DONOR_STREAM, i).
+DONOR_STREAM = 99
+
+
+def _rng(seed: int, *keys: int) -> np.random.Generator:
+    """An independent random stream per (seed, keys): a resumed run redraws exactly what it skipped."""
+    return np.random.default_rng([seed, *keys])
+
+
+def _plan(cfg: SynthConfig) -> _Plan:
+    """Pick photos, assign identities to splits, videos to identities and faceswap donors."""
+    targets = select_photos(cfg.identities, cfg.size)
+    split_of = carve_groups([p.name for p in targets], SPLIT_FRACTIONS, cfg.seed)
+    video_identity = {f"r{i:03d}": targets[i % len(targets)].name for i in range(cfg.videos)}
+    members = {s: sorted(n for n, sp in split_of.items() if sp == s) for s in sorted(set(split_of.values()))}
+    lonely = [s for s, names in members.items() if len(names) < 2] if "faceswap" in cfg.methods else []
+    extra = select_photos(cfg.identities + len(lonely), cfg.size)[cfg.identities:]
+    donor_only = {p.name: s for p, s in zip(extra, lonely)}
+    photos = {p.name: p for p in targets + extra}
+    donor_of = {}
+    if "faceswap" in cfg.methods:
+        for i, (vid, name) in enumerate(video_identity.items()):
+            split = split_of[name]
+            pool = [n for n in members[split] if n != name] or [n for n, s in donor_only.items() if s == split]
+            donor_of[vid] = pool[int(_rng(cfg.seed, DONOR_STREAM, i).integers(len(pool)))]
+    return _Plan(photos, video_identity, split_of, donor_only, donor_of)
+
+
+def _fake_id(method: str, vid: str, plan: _Plan) -> str:
+    return f"{vid}_{plan.donor_of[vid]}" if method == "faceswap" else f"{vid}_{FAKE_SUFFIX[method]}"
+
+
+def _check_out(out: Path, config: dict) -> None:
+    """Accept a new or empty folder, or a previous synth output of the same config; else FmkitError."""
+    if out.exists() and not out.is_dir():
+        raise FmkitError(f"synth output {out} is a file, expected a new or empty folder")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    previous = next((out / n for n in (PARTIAL_FILE, DONE_FILE) if (out / n).is_file()), None)
+    if previous is None:
+        raise FmkitError(f"refusing to write into {out}: it is not empty and holds no {DONE_FILE} "
+                         f"(expected a new or empty folder, or a previous synth output)")
+    try:
+        stored = json.loads(previous.read_text()).get("config")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        raise FmkitError(f"unreadable {previous}: cannot tell which config made {out}") from None
+    if stored != config:
+        diff = ", ".join(f"{k}={stored.get(k) if isinstance(stored, dict) else None!r}→{v!r}"
+                         for k, v in config.items() if not isinstance(stored, dict) or stored.get(k) != v)
+        raise FmkitError(f"{out} holds a synthetic dataset made with another config ({diff}); "
+                         f"use a new or empty folder")
+
+
+def _json_config(cfg: SynthConfig) -> dict:
+    return json.loads(json.dumps(asdict(cfg)))
+
+
+def synthesize(out: str | os.PathLike, videos: int | None = None, frames: int | None = None,
+               size: int | None = None, seed: int | None = 0, progress: bool = True, *,
+               identities: int | None = None, fps: int | None = None,
+               methods: Sequence[str] | None = None) -> Path:
+    """Build the synthetic dataset into ``out``; returns ``out``. None means the default.
+
+    ``identities`` defaults to ``min(8, videos)``. Re-running on the same folder and config
+    skips what is already written; a non-empty folder that is not a synth output of the
+    same config is refused (FmkitError).
+    """
+    defaults = SynthConfig()
+    videos = defaults.videos if videos is None else videos
+    cfg = SynthConfig(videos=videos, identities=min(defaults.identities, videos) if identities is None else identities,
+                      frames=defaults.frames if frames is None else frames,
+                      size=defaults.size if size is None else size, fps=defaults.fps if fps is None else fps,
+                      seed=defaults.seed if seed is None else seed,
+                      methods=defaults.methods if methods is None else tuple(methods))
+    cfg.validate()
+    out = Path(out)
+    config = _json_config(cfg)
+    _check_out(out, config)
+    write_json({"config": config}, out / PARTIAL_FILE)
+    plan = _plan(cfg)
+    rows = []
+    bar = tqdm(total=cfg.videos * (1 + len(cfg.methods)), desc="synth videos", unit="video", disable=not progress)
+    for i, (vid, name) in enumerate(plan.video_identity.items()):
+        split = plan.split_of[name]
+        clip = render_real(plan.photos[name], _rng(cfg.seed, 0, i), cfg.frames, cfg.size, cfg.fps)
+        rel = f"real/{vid}.mp4"
+        if not (out / rel).is_file():
+            write_video(out / rel, clip.frames, cfg.fps)
+        rows.append([rel, vid, split, name, "real", LABEL_REAL, ""])
+        bar.update()
+        for method in cfg.methods:
+            rel = f"fake/{method}/{_fake_id(method, vid, plan)}.mp4"
+            mask_path = (out / "masks" / rel).with_suffix(".npz")
+            if not ((out / rel).is_file() and mask_path.is_file()):
+                donor = plan.photos[plan.donor_of[vid]] if method == "faceswap" else None
+                fake, masks = make_fake(method, clip, _rng(cfg.seed, 1 + METHODS.index(method), i), donor)
+                write_masks(mask_path, masks)
+                write_video(out / rel, fake, cfg.fps)
+            rows.append([rel, vid, split, name, method, LABEL_FAKE, plan.donor_of[vid] if method == "faceswap" else ""])
+            bar.update()
+    bar.close()
+    write_csv(pd.DataFrame(rows, columns=METADATA_COLUMNS).sort_values("path", ignore_index=True),
+              out / "metadata.csv")
+    counts = {m: sum(r[4] == m for r in rows) for m in ("real", *cfg.methods)}
+    write_json({"config": config, "fmkit_version": __version__, "identities": plan.split_of,
+                "donor_only_identities": plan.donor_only, "counts": counts}, out / DONE_FILE)
+    (out / PARTIAL_FILE).unlink()
+    return out

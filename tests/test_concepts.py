@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+import torch
+
+from fmkit.data.concepts import (CONCEPTS, FACE_CONCEPTS, ConceptDataset, boundary_centre, concept_datasets,
+                                 crop_patch, cycle_batches, landmark_centre)
+from fmkit.data.preprocess import read_faces
+from fmkit.errors import FmkitError
+
+
+def test_boundary_centre_finds_the_mask_edge():
+    mask = torch.zeros(32, 32)
+    mask[8:24, 8:24] = 1.0
+    mask = torch.nn.functional.avg_pool2d(mask[None, None], 5, 1, 2)[0, 0]
+    x, y = boundary_centre(mask)
+    assert 0.2 < float(mask[int(y), int(x)]) < 0.8, "the centre lies on the soft edge"
+    assert boundary_centre(torch.zeros(8, 8)) is None and boundary_centre(torch.ones(8, 8)) is None
+
+
+def test_crop_patch_zooms_on_the_centre():
+    img = torch.zeros(3, 40, 40)
+    img[:, 5:15, 25:35] = 1.0
+    patch = crop_patch(img, np.array([30.0, 10.0]), 10)
+    assert patch.shape == (3, 40, 40) and patch.mean() > 0.95
+    assert crop_patch(img, np.array([0.0, 0.0]), 10).shape == (3, 40, 40), "clamped inside the image"
+
+
+def test_concept_sets_from_a_synthetic_faces_manifest(synth_faces):
+    manifest = read_faces(synth_faces)
+    sets = concept_datasets(synth_faces, split=None)
+    assert list(sets) == list(CONCEPTS), "masks present → the blend boundary is a concept too"
+    assert len(sets["left_eye"]) == len(manifest)
+    assert len(sets["blend_boundary"]) == ((manifest["label"] == 1) & (manifest["mask_path"] != "")).sum()
+    x = sets["nose"][0]
+    assert x.shape == (3, 64, 64) and 0 <= float(x.min()) and float(x.max()) <= 1
+    row = manifest.sort_values(["video_id", "frame_idx"]).iloc[0]
+    le, re = landmark_centre(row, "left_eye"), landmark_centre(row, "right_eye")
+    assert le[0] < re[0] and 0 < le[1] < 64, "landmarks map into the 64 px crop"
+    assert not torch.equal(sets["left_eye"][0], sets["mouth"][0])
+    batch = next(cycle_batches(sets["mouth"], 4))
+    assert batch.shape == (4, 3, 64, 64)
+
+
+def test_concept_errors(synth_faces):
+    with pytest.raises(FmkitError, match="unknown concept"):
+        ConceptDataset(synth_faces / "faces.csv", "ears")
+    manifest = read_faces(synth_faces)
+    reals = manifest[manifest["label"] == 0]
+    assert list(concept_datasets(reals, root=synth_faces, split=None)) == list(FACE_CONCEPTS)
+    with pytest.raises(FmkitError, match="blend_boundary"):
+        concept_datasets(reals, ["blend_boundary"], root=synth_faces, split=None)
