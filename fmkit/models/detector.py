@@ -1,0 +1,237 @@
+r"""Frame-level detectors on timm backbones: ``whitening`` (Concept Whitening) and ``baseline2d``.
+
+Both map images (N, 3, H, W) to N fake logits (N,) (label 1 = fake): a timm backbone
+(``pretrained=False``; ``checkpoint=`` a local timm state-dict file, its classifier
+dropped), its global pool and a one-logit linear head.
+
+:class:`WhiteningDetector` replaces one BatchNorm of the backbone (``layer``; default
+the last block's last BatchNorm, see :data:`BACKBONES`) by :class:`FeatureWhitening`
+(its affine parameters are dropped, as in Concept Whitening). Training alternates two
+objectives (Chen, Bei & Rudin 2020):
+
+* **Classification, every batch:** L_cls = BCEWithLogits(f(x), y), y ∈ {0, 1}, minimised
+  over all trained parameters by the optimiser; the rotation R is a buffer, untouched.
+* **Concept alignment, every ``align_every`` batches:** with concept k's images X_k
+  (axis k ↔ ``concepts[k]``) and x̂ the whitened (un-rotated) features of the layer,
+  computed with its running statistics, R maximises
+  J(R) = Σ_k mean_{x ∈ X_k} max_{h,w} (R x̂(x))_{k,h,w}  (i.e. minimises L_align = −J)
+  by one Cayley-transform step with line search on the orthogonal group
+  (:meth:`WhiteningDetector.concept_step`); no network weight changes.
+
+Schedule: after the optimiser step of every batch with ``global_step % align_every == 0``,
+call ``model.concept_step([images_0, ..., images_{K-1}])`` with one batch (N_k, 3, H, W)
+of each concept, preprocessed like the training images. For more concept images than
+fit one batch, call ``accumulate_concept(k, images)`` repeatedly, then
+``model.whitening.update_rotation()``. ``model.whitening.whitening_error`` holds the
+last training batch's whitening error for logging. Call these on the unwrapped model
+(``ddp.module``) with the same concept images on every rank; DDP broadcasts buffers
+(R, running statistics) from rank 0.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import timm
+import torch
+from timm.layers import BatchNormAct2d
+from torch import Tensor, nn
+
+from fmkit.errors import FmkitError
+from fmkit.models.registry import register_model
+from fmkit.models.whitening import FeatureWhitening, Mode, RotationStep
+
+#: Supported backbones → (default whitened layer, default group size: None = all channels).
+BACKBONES: dict[str, tuple[str, int | None]] = {
+    "resnet18": ("layer4.1.bn2", None),  # 512 channels
+    "efficientnet_b0": ("blocks.6.0.bn3", None),  # 320 channels
+    "xception41": ("blocks.12.stack.conv3.bn_pw", 512),  # 2048 channels, 4 groups
+}
+
+
+class _Stop(Exception):
+    """Raised by a capture hook to end a forward pass early."""
+
+
+def _capture(model: nn.Module, module: nn.Module, x: Tensor, *, inputs: bool) -> Tensor:
+    """Run ``model(x)`` up to ``module`` and return its input (``inputs``) or output."""
+    store: dict[str, Tensor] = {}
+
+    def grab(tensor: Tensor) -> None:
+        store["t"] = tensor
+        raise _Stop
+
+    if inputs:
+        handle = module.register_forward_pre_hook(lambda _m, args: grab(args[0]))
+    else:
+        handle = module.register_forward_hook(lambda _m, _args, out: grab(out))
+    try:
+        model(x)
+    except _Stop:
+        pass
+    finally:
+        handle.remove()
+    return store["t"]
+
+
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _create_backbone(name: str, checkpoint: str | Path | None) -> nn.Module:
+    if checkpoint is None:
+        return timm.create_model(name, pretrained=False, num_classes=1)
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FmkitError(f"backbone checkpoint not found: {path} (expected a timm state-dict file)")
+    try:
+        return timm.create_model(
+            name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, num_classes=1
+        )
+    except RuntimeError as err:
+        reason = str(err).strip().splitlines()[0]
+        raise FmkitError(f"cannot load {name} weights from {path}: {reason}") from err
+
+
+class _TimmFrameModel(nn.Module):
+    """A timm backbone with a one-logit head: (N, 3, H, W) → (N,) fake logits."""
+
+    def __init__(self, backbone: str, checkpoint: str | Path | None) -> None:
+        super().__init__()
+        if backbone not in BACKBONES:
+            expected = ", ".join(BACKBONES)
+            raise ValueError(f"unknown backbone {backbone!r}; expected one of {expected}")
+        self.backbone_name = backbone
+        self.default_layer = BACKBONES[backbone][0]
+        self.backbone = _create_backbone(backbone, checkpoint)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.backbone(x).squeeze(-1)
+
+    def _module(self, layer: str) -> nn.Module:
+        try:
+            return self.backbone.get_submodule(layer)
+        except AttributeError:
+            raise ValueError(f"{self.backbone_name} has no module {layer!r}") from None
+
+    def features_at(self, x: Tensor, layer: str | None = None) -> Tensor:
+        """Output of backbone module ``layer`` (default: the whitened layer's position).
+
+        The forward stops there. It runs in the model's current mode (use eval for analysis).
+        """
+        return _capture(self.backbone, self._module(layer or self.default_layer), x, inputs=False)
+
+
+@register_model("baseline2d")
+class Baseline2D(_TimmFrameModel):
+    """The plain timm backbone with a binary head; same API as :class:`WhiteningDetector`.
+
+    Args:
+        backbone: one of :data:`BACKBONES`.
+        checkpoint: a local timm state-dict file to initialise the backbone (classifier dropped).
+    """
+
+    def __init__(self, backbone: str = "resnet18", checkpoint: str | Path | None = None) -> None:
+        super().__init__(backbone, checkpoint)
+
+
+@register_model("whitening")
+class WhiteningDetector(_TimmFrameModel):
+    """A timm backbone whose BatchNorm ``layer`` is replaced by :class:`FeatureWhitening`.
+
+    Args:
+        backbone: one of :data:`BACKBONES`.
+        checkpoint: a local timm state-dict file to initialise the backbone (classifier dropped).
+        layer: the BatchNorm to replace, by module name (default: :data:`BACKBONES`).
+        mode, T, eps, momentum: of :class:`FeatureWhitening`.
+        group_size: of :class:`FeatureWhitening`; None: the backbone's default in
+            :data:`BACKBONES` (all channels, except 512 for xception41's 2048).
+        concepts: names of the concepts aligned with axes 0, 1, …, K−1 (may be empty).
+        align_every: run :meth:`concept_step` every this many training batches.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "resnet18",
+        checkpoint: str | Path | None = None,
+        layer: str | None = None,
+        mode: Mode = "iterative",
+        T: int = 10,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        group_size: int | None = None,
+        concepts: Sequence[str] = (),
+        align_every: int = 20,
+    ) -> None:
+        super().__init__(backbone, checkpoint)
+        self.layer = layer or self.default_layer
+        norm = self._module(self.layer)
+        if not isinstance(norm, nn.BatchNorm2d):
+            kind = type(norm).__name__
+            raise ValueError(f"{backbone} module {self.layer!r} is {kind}, not a BatchNorm2d")
+        if len(concepts) > norm.num_features:
+            raise ValueError(f"{len(concepts)} concepts for {norm.num_features} axes")
+        if align_every < 1:
+            raise ValueError(f"align_every must be at least 1, got {align_every}")
+        self.concepts, self.align_every = tuple(concepts), align_every
+        whitening = FeatureWhitening(
+            norm.num_features, T=T, eps=eps, momentum=momentum, mode=mode,
+            group_size=group_size or BACKBONES[backbone][1],
+        )
+        self._whitening_path = self.layer
+        replacement: nn.Module = whitening
+        if isinstance(norm, BatchNormAct2d) and not (
+            isinstance(norm.act, nn.Identity) and isinstance(norm.drop, nn.Identity)
+        ):  # timm's fused norm + activation: keep the activation after whitening
+            replacement = nn.Sequential(OrderedDict(whiten=whitening, drop=norm.drop, act=norm.act))
+            self._whitening_path += ".whiten"
+        parent, _, child = self.layer.rpartition(".")
+        setattr(self.backbone.get_submodule(parent), child, replacement)
+
+    @property
+    def whitening(self) -> FeatureWhitening:
+        """The :class:`FeatureWhitening` module inside the backbone."""
+        return self.backbone.get_submodule(self._whitening_path)
+
+    def whitened_features(self, x: Tensor) -> Tensor:
+        """The whitening layer's output z = R x̂, (N, C, h, w); the forward stops there.
+
+        It runs in the model's current mode (use eval for analysis: train mode whitens
+        with the batch's statistics and updates the running ones).
+        """
+        return _capture(self.backbone, self.whitening, x, inputs=False)
+
+    def accumulate_concept(self, concept: int, images: Tensor) -> None:
+        """Add images (N, 3, H, W) of concept ``concept`` (= its axis) to the alignment statistics.
+
+        Runs in eval mode without gradients, up to the whitening layer only.
+        """
+        if images.shape[0] == 0:
+            return
+        with _eval_mode(self), torch.no_grad():
+            x = _capture(self.backbone, self.whitening, images, inputs=True)
+        self.whitening.accumulate_concept(concept, x)
+
+    def concept_step(self, concept_batches: Sequence[Tensor]) -> RotationStep:
+        """One concept-alignment step: concept_batches[k] (N_k, 3, H, W) are images of concept k.
+
+        Accumulates every concept's images, then rotates R (one Cayley step with line
+        search, see :meth:`FeatureWhitening.update_rotation`). Returns the step's objective.
+        """
+        if self.concepts and len(concept_batches) != len(self.concepts):
+            raise ValueError(
+                f"expected {len(self.concepts)} concept batches ({', '.join(self.concepts)}), "
+                f"got {len(concept_batches)}"
+            )
+        for k, images in enumerate(concept_batches):
+            self.accumulate_concept(k, images)
+        return self.whitening.update_rotation()
