@@ -24,11 +24,11 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _index(args: argparse.Namespace) -> int:
     from fmkit.data.index import build_index, format_summary
-    from fmkit.io import write_csv
+    from fmkit.data.preprocess import write_index
 
     result = build_index(args.root, args.layout, compression=args.compression, splits_dir=args.splits,
                          val_fraction=args.val_fraction, seed=args.seed, uncovered_split=args.uncovered_split)
-    write_csv(result.df, args.output)
+    write_index(result.df, args.output, args.root)
     print(format_summary(result))
     print(f"index of {len(result.df)} videos written to {args.output}")
     return 0
@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("preprocess", help="crop the main face of sampled frames of every indexed video")
     p.add_argument("index", help="index CSV from `fmkit index`")
     p.add_argument("-o", "--output", required=True, help="faces folder to write (crops, faces.csv, errors.csv)")
-    p.add_argument("--root", default=None, help="dataset root the index paths are relative to (default: the index's folder)")
+    p.add_argument("--root", default=None, help="dataset root the index paths are relative to (default: the root `fmkit index` recorded)")
     p.add_argument("--frames", type=int, default=32, help="frames sampled evenly over each video (default 32)")
     p.add_argument("--size", type=int, default=224, help="crop size in pixels (default 224)")
     p.add_argument("--margin", type=float, default=1.3, help="crop side / face-box side (default 1.3)")

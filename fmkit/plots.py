@@ -93,3 +93,32 @@ def count_table_plot(summary: pd.DataFrame) -> Figure:
     ax.set_title("videos by split and method")
     fig.tight_layout()
     return fig
+
+
+def correlation_heatmaps(matrices: dict[str, np.ndarray], max_channels: int = 64) -> Figure:
+    """Side-by-side |correlation| heatmaps of a layer's first ``max_channels`` channels."""
+    fig, axes = plt.subplots(1, len(matrices), figsize=(4.2 * len(matrices), 3.8), squeeze=False)
+    for ax, (title, corr) in zip(axes[0], matrices.items()):
+        sns.heatmap(np.abs(corr[:max_channels, :max_channels]), vmin=0, vmax=1, cmap="magma", ax=ax,
+                    square=True, xticklabels=False, yticklabels=False, cbar_kws={"shrink": 0.8})
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def image_rows(rows: dict[str, list[np.ndarray]], maps: dict[str, list[np.ndarray]] | None = None) -> Figure:
+    """One row of images (H, W, 3 in [0, 1]) per key, each map (H, W) overlaid as a heat layer."""
+    ncols = max(len(v) for v in rows.values())
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(1.7 * ncols, 1.8 * len(rows)), squeeze=False)
+    for r, (name, images) in enumerate(rows.items()):
+        for c in range(ncols):
+            ax = axes[r, c]
+            ax.set_axis_off()
+            if c >= len(images):
+                continue
+            ax.imshow(images[c])
+            if maps is not None:
+                ax.imshow(maps[name][c], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        axes[r, 0].set_title(name, fontsize=8, loc="left")
+    fig.tight_layout()
+    return fig

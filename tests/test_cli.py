@@ -40,7 +40,8 @@ def test_index_then_preprocess(face_dataset, tmp_path, capsys):
     index = pd.read_csv(index_csv)
     assert len(index) == 5
     faces = tmp_path / "faces"
-    code = main(["preprocess", str(index_csv), "--root", str(face_dataset), "-o", str(faces),
+    # no --root: the dataset root that `fmkit index` recorded beside the CSV
+    code = main(["preprocess", str(index_csv), "-o", str(faces),
                  "--frames", "2", "--size", "32"])
     assert code == 0
     assert "2 failed" in capsys.readouterr().out

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from fmkit.data.concepts import (CONCEPTS, FACE_CONCEPTS, ConceptDataset, boundary_centre, concept_datasets,
-                                 crop_patch, cycle_batches, landmark_centre)
+                                 crop_patch, landmark_centre, sample_concept_batch)
 from fmkit.data.preprocess import read_faces
 from fmkit.errors import FmkitError
 
@@ -37,8 +37,10 @@ def test_concept_sets_from_a_synthetic_faces_manifest(synth_faces):
     le, re = landmark_centre(row, "left_eye"), landmark_centre(row, "right_eye")
     assert le[0] < re[0] and 0 < le[1] < 64, "landmarks map into the 64 px crop"
     assert not torch.equal(sets["left_eye"][0], sets["mouth"][0])
-    batch = next(cycle_batches(sets["mouth"], 4))
-    assert batch.shape == (4, 3, 64, 64)
+    batch = sample_concept_batch(sets["mouth"], 4, (0, 3, 7), size=32)
+    assert batch.shape == (4, 3, 32, 32)
+    assert torch.equal(batch, sample_concept_batch(sets["mouth"], 4, (0, 3, 7), size=32)), "a draw depends on its key"
+    assert not torch.equal(batch, sample_concept_batch(sets["mouth"], 4, (0, 3, 8), size=32))
 
 
 def test_concept_errors(synth_faces):

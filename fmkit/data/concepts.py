@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from fmkit.data.datasets import filter_split, load_image, load_mask, open_manifest
 from fmkit.data.faces import to_crop_coords
@@ -105,9 +105,17 @@ def concept_datasets(manifest: str | os.PathLike | pd.DataFrame, concepts: Seque
     return sets
 
 
-def cycle_batches(dataset: Dataset, batch_size: int, seed: int = 0) -> Iterator[torch.Tensor]:
-    """Endless shuffled batches (B, 3, S, S) of a concept set, reproducible for a seed."""
-    gen = torch.Generator().manual_seed(seed)
-    loader = DataLoader(dataset, batch_size=min(batch_size, len(dataset)), shuffle=True, generator=gen)
-    while True:
-        yield from loader
+def sample_concept_batch(dataset: Dataset, n: int, key: Sequence[int], size: int | None = None) -> torch.Tensor:
+    """``n`` distinct images (n, 3, S, S) of a concept set, drawn by ``key`` alone.
+
+    The draw depends only on ``key`` (e.g. (seed, concept, global step)), never on
+    earlier draws, so a resumed training run draws exactly what an uninterrupted one
+    would. ``size`` resizes the images (as training does) when given.
+    """
+    rng = np.random.default_rng([int(k) for k in key])
+    idx = rng.choice(len(dataset), size=min(n, len(dataset)), replace=False)
+    batch = torch.stack([dataset[int(i)] for i in sorted(idx)])
+    if size and tuple(batch.shape[-2:]) != (size, size):
+        batch = torch.nn.functional.interpolate(batch, size=(size, size), mode="bilinear", align_corners=False,
+                                                antialias=True)
+    return batch

@@ -76,6 +76,23 @@ def mask_file(root: Path, rel_path: str) -> Path:
     return root / "masks" / Path(rel_path).with_suffix(".npz")
 
 
+def write_index(df: pd.DataFrame, path: str | os.PathLike, root: str | os.PathLike) -> Path:
+    """Write an index CSV and, beside it (``<name>.root.json``), the dataset root its paths are relative to."""
+    path = Path(path)
+    write_csv(df, path)
+    write_json({"root": str(Path(root).resolve())}, path.with_suffix(".root.json"))
+    return path
+
+
+def index_root(path: str | os.PathLike) -> Path:
+    """The dataset root recorded beside an index CSV by ``write_index``; else the CSV's folder."""
+    path = Path(path)
+    sidecar = path.with_suffix(".root.json")
+    if sidecar.is_file():
+        return Path(json.loads(sidecar.read_text())["root"])
+    return path.resolve().parent
+
+
 class _Worker:
     """Processes one video at a time with its own detector (one per process)."""
 
@@ -183,8 +200,8 @@ def preprocess(index: str | os.PathLike | pd.DataFrame, out: str | os.PathLike, 
                retry_errors: bool = False, progress: bool = True) -> PreprocessSummary:
     """Crop the faces of every video of ``index`` (a CSV path or DataFrame) into ``out``.
 
-    ``root`` is the dataset root the index paths are relative to (default: the index
-    CSV's folder). Videos already done in ``out`` are skipped (failed ones too, unless
+    ``root`` is the dataset root the index paths are relative to (default: the one
+    recorded by ``write_index``, else the index CSV's folder). Videos already done in ``out`` are skipped (failed ones too, unless
     ``retry_errors``). Writes ``faces.csv`` and ``errors.csv`` from every per-video record
     in ``out``, so shards written to one folder merge, and shards written to separate
     folders concatenate.
@@ -192,7 +209,7 @@ def preprocess(index: str | os.PathLike | pd.DataFrame, out: str | os.PathLike, 
     if isinstance(index, pd.DataFrame):
         df, default_root = index, None
     else:
-        df, default_root = read_index(index), Path(index).resolve().parent
+        df, default_root = read_index(index), index_root(index)
     root = Path(root).resolve() if root is not None else default_root
     if root is None or not root.is_dir():
         raise FmkitError(f"dataset root not found: {root} (pass the folder that the index paths are relative to)")

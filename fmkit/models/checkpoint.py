@@ -84,6 +84,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Modu
     file = checkpoint_path(path)
     payload = read_checkpoint(file)
     config = dict(payload["config"])
+    config.pop("checkpoint", None)  # initial backbone weights: the state dict below replaces them
     model = create_model(config.pop("name"), **config)
     try:
         model.load_state_dict(payload["model"])

@@ -155,8 +155,13 @@ class WhiteningDetector(_TimmFrameModel):
         mode, T, eps, momentum: of :class:`FeatureWhitening`.
         group_size: of :class:`FeatureWhitening`; None: the backbone's default in
             :data:`BACKBONES` (all channels, except 512 for xception41's 2048).
-        concepts: names of the concepts aligned with axes 0, 1, …, K−1 (may be empty).
+        concepts: names of the concepts aligned with axes 0, 1, …, K−1, from
+            :data:`fmkit.data.concepts.CONCEPTS`; None (default): every concept the
+            training faces manifest supports (the four facial regions, plus
+            ``blend_boundary`` when it has ground-truth masks), resolved when training
+            starts; () : no alignment (pure decorrelation).
         align_every: run :meth:`concept_step` every this many training batches.
+        concept_batch: images per concept in each alignment step.
     """
 
     def __init__(
@@ -169,8 +174,9 @@ class WhiteningDetector(_TimmFrameModel):
         eps: float = 1e-5,
         momentum: float = 0.1,
         group_size: int | None = None,
-        concepts: Sequence[str] = (),
+        concepts: Sequence[str] | None = None,
         align_every: int = 20,
+        concept_batch: int = 16,
     ) -> None:
         super().__init__(backbone, checkpoint)
         self.layer = layer or self.default_layer
@@ -178,11 +184,15 @@ class WhiteningDetector(_TimmFrameModel):
         if not isinstance(norm, nn.BatchNorm2d):
             kind = type(norm).__name__
             raise ValueError(f"{backbone} module {self.layer!r} is {kind}, not a BatchNorm2d")
+        self.align = concepts is None or len(concepts) > 0
+        concepts = () if concepts is None else concepts
         if len(concepts) > norm.num_features:
             raise ValueError(f"{len(concepts)} concepts for {norm.num_features} axes")
         if align_every < 1:
             raise ValueError(f"align_every must be at least 1, got {align_every}")
-        self.concepts, self.align_every = tuple(concepts), align_every
+        self.concepts, self.align_every, self.concept_batch = tuple(concepts), align_every, concept_batch
+        self._concept_sets: list = []
+        self._last_step: RotationStep | None = None
         whitening = FeatureWhitening(
             norm.num_features, T=T, eps=eps, momentum=momentum, mode=mode,
             group_size=group_size or BACKBONES[backbone][1],
@@ -235,3 +245,43 @@ class WhiteningDetector(_TimmFrameModel):
         for k, images in enumerate(concept_batches):
             self.accumulate_concept(k, images)
         return self.whitening.update_rotation()
+
+    # -- training hooks (fmkit.engine.hooks) ------------------------------------------------
+
+    def get_extra_state(self) -> dict:
+        """The concept names travel with the weights (axis k ↔ concepts[k])."""
+        return {"concepts": list(self.concepts)}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.concepts = tuple(state.get("concepts", ()))
+
+    def on_train_start(self, ctx) -> None:
+        """Build the concept image sets from the training split of the faces folder."""
+        if not self.align:
+            return
+        from fmkit.data.concepts import concept_datasets
+
+        if ctx.data is None:
+            raise FmkitError("concept alignment needs a faces folder to build its concept images from "
+                             "(train from a faces folder, or pass concepts=() for no alignment)")
+        sets = concept_datasets(ctx.data, self.concepts or None, split="train")
+        if len(sets) > self.whitening.num_features:
+            raise FmkitError(f"{len(sets)} concepts for {self.whitening.num_features} axes of {self.layer}")
+        self.concepts, self._concept_sets = tuple(sets), list(sets.values())
+
+    def on_train_batch_end(self, ctx, batch) -> None:
+        """Every ``align_every`` optimizer steps: one concept-alignment step (rotation R only)."""
+        if not self._concept_sets or ctx.global_step % self.align_every:
+            return
+        from fmkit.data.concepts import sample_concept_batch
+
+        size = ctx.config["data"]["size"]
+        batches = [sample_concept_batch(ds, self.concept_batch, (ctx.config["seed"], k, ctx.global_step), size)
+                   .to(ctx.device) for k, ds in enumerate(self._concept_sets)]
+        self._last_step = self.concept_step(batches)
+
+    def on_epoch_end(self, ctx, row: dict) -> None:
+        """Log the whitening error of the last training batch and the last alignment objective."""
+        row["whitening_error"] = float(self.whitening.whitening_error)
+        if self._last_step is not None:
+            row["concept_objective"] = self._last_step.after

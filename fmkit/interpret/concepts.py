@@ -1,0 +1,94 @@
+"""Reading the whitened layer: decorrelation, concept AUC, top images and activation maps.
+
+Works on a ``WhiteningDetector`` (axis k of its whitened layer ↔ ``concepts[k]``) and, for
+comparison, on the plain ``baseline2d`` at the same layer (``features_at``). Every
+function runs the model in eval mode without gradients.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from fmkit.metrics import auc
+
+
+def layer_activations(model: nn.Module, images: Tensor) -> Tensor:
+    """The analysed layer's output (N, C, h, w): whitened features, or the same layer of a baseline."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            if hasattr(model, "whitened_features"):
+                return model.whitened_features(images)
+            return model.features_at(images)
+    finally:
+        model.train(was_training)
+
+
+def _batches(data: Dataset | Iterable[Tensor], batch_size: int) -> Iterable[Tensor]:
+    if isinstance(data, Dataset):
+        for batch in DataLoader(data, batch_size=batch_size, shuffle=False):
+            yield batch[0] if isinstance(batch, (tuple, list)) else batch
+    else:
+        yield from data
+
+
+def axis_scores(model: nn.Module, data: Dataset | Iterable[Tensor], batch_size: int = 32) -> np.ndarray:
+    """Per-image activation of every axis, max-pooled over space (the Concept Whitening score): (N, C)."""
+    out = [layer_activations(model, x).flatten(2).amax(-1) for x in _batches(data, batch_size)]
+    return torch.cat(out).double().numpy()
+
+
+def feature_correlation(model: nn.Module, data: Dataset | Iterable[Tensor], batch_size: int = 32,
+                        max_samples: int = 20000) -> np.ndarray:
+    """Correlation matrix (C, C) of the layer's channels over all images and spatial positions."""
+    cols = [layer_activations(model, x).transpose(0, 1).flatten(1) for x in _batches(data, batch_size)]
+    feats = torch.cat(cols, dim=1).double()  # (C, N·h·w)
+    if feats.shape[1] > max_samples:
+        idx = torch.linspace(0, feats.shape[1] - 1, max_samples).long()
+        feats = feats[:, idx]
+    return np.nan_to_num(np.corrcoef(feats.numpy()))
+
+
+def mean_abs_offdiag(corr: np.ndarray) -> float:
+    """Mean |off-diagonal| entry of a correlation matrix: 0 for fully decorrelated features."""
+    c = np.asarray(corr)
+    mask = ~np.eye(len(c), dtype=bool)
+    return float(np.abs(c[mask]).mean())
+
+
+def concept_auc(model: nn.Module, concept_sets: Mapping[str, Dataset], batch_size: int = 32) -> pd.DataFrame:
+    """Concept AUC of each aligned axis: how well axis k separates concept k's images from the others'.
+
+    Axis k ↔ the k-th concept of ``concept_sets``; the score of an image on axis k is the
+    axis's max-pooled activation. Returns a table (concept, axis, auc, n_images).
+    """
+    scores = {name: axis_scores(model, ds, batch_size) for name, ds in concept_sets.items()}
+    rows = []
+    for k, name in enumerate(concept_sets):
+        pos = scores[name][:, k]
+        neg = np.concatenate([s[:, k] for other, s in scores.items() if other != name])
+        labels = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+        rows.append({"concept": name, "axis": k, "auc": auc(np.r_[pos, neg], labels), "n_images": len(pos)})
+    return pd.DataFrame(rows)
+
+
+def top_images(model: nn.Module, dataset: Dataset, axes: Sequence[int], k: int = 5,
+               batch_size: int = 32) -> dict[int, list[int]]:
+    """Indices of the ``k`` dataset items that activate each axis most (max-pooled)."""
+    scores = axis_scores(model, dataset, batch_size)
+    return {a: np.argsort(-scores[:, a], kind="stable")[:k].tolist() for a in axes}
+
+
+def activation_maps(model: nn.Module, images: Tensor, axis: int) -> Tensor:
+    """Axis ``axis`` of the layer for images (N, 3, H, W), upsampled to (N, H, W) and scaled to [0, 1] per image."""
+    maps = layer_activations(model, images)[:, axis:axis + 1]
+    maps = torch.nn.functional.interpolate(maps, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    lo = maps.flatten(1).amin(1)[:, None, None]
+    hi = maps.flatten(1).amax(1)[:, None, None]
+    return (maps - lo) / (hi - lo).clamp_min(1e-12)
