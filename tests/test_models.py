@@ -137,7 +137,7 @@ def test_concept_step_aligns_axes_without_touching_other_state():
     before = [axis_activation(model, k, held_out[k]) for k in range(3)]
     model.train()
     rotation_key = "backbone.layer4.1.bn2.rotation"
-    state = {k: v.clone() for k, v in model.state_dict().items() if k != rotation_key}
+    state = {k: v.clone() for k, v in model.state_dict().items() if k != rotation_key and torch.is_tensor(v)}
     for step in range(4):
         result = model.concept_step([concept_images(k, n=4, seed=step) for k in range(3)])
         assert result.after >= result.before
