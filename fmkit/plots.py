@@ -122,3 +122,20 @@ def image_rows(rows: dict[str, list[np.ndarray]], maps: dict[str, list[np.ndarra
         axes[r, 0].set_title(name, fontsize=8, loc="left")
     fig.tight_layout()
     return fig
+
+
+def browse_axes(images: dict[str, list[np.ndarray]], maps: dict[str, list[np.ndarray]],
+                interactive: bool = True) -> Figure | None:
+    """A dropdown over axes showing each one's top images and maps; the first axis statically otherwise."""
+    names = list(images)
+    if not interactive or not names:
+        return image_rows({names[0]: images[names[0]]}, {names[0]: maps[names[0]]}) if names else None
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    def show(axis: str) -> None:
+        display(image_rows({axis: images[axis]}, {axis: maps[axis]}))
+        plt.close("all")
+
+    widgets.interact(show, axis=widgets.Dropdown(options=names, description="axis"))
+    return None

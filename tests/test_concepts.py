@@ -37,10 +37,12 @@ def test_concept_sets_from_a_synthetic_faces_manifest(synth_faces):
     le, re = landmark_centre(row, "left_eye"), landmark_centre(row, "right_eye")
     assert le[0] < re[0] and 0 < le[1] < 64, "landmarks map into the 64 px crop"
     assert not torch.equal(sets["left_eye"][0], sets["mouth"][0])
-    batch = sample_concept_batch(sets["mouth"], 4, (0, 3, 7), size=32)
-    assert batch.shape == (4, 3, 32, 32)
-    assert torch.equal(batch, sample_concept_batch(sets["mouth"], 4, (0, 3, 7), size=32)), "a draw depends on its key"
-    assert not torch.equal(batch, sample_concept_batch(sets["mouth"], 4, (0, 3, 8), size=32))
+    batch = sample_concept_batch(sets["mouth"], 4, (0, 3, 7))
+    assert batch.shape == (4, 3, 64, 64)
+    assert torch.equal(batch, sample_concept_batch(sets["mouth"], 4, (0, 3, 7))), "a draw depends on its key"
+    assert not torch.equal(batch, sample_concept_batch(sets["mouth"], 4, (0, 3, 8)))
+    small = concept_datasets(synth_faces, ["nose"], split=None, size=32)["nose"]
+    assert small[0].shape == (3, 32, 32), "patches come out at the training size"
 
 
 def test_concept_errors(synth_faces):

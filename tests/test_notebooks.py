@@ -54,3 +54,19 @@ def test_pipeline_errors_are_clear(tmp_path, tiny_synth):
         run_pipeline(_config(tmp_path, tiny_synth, [{"name": "99_nope"}]), tmp_path / "run")
     with pytest.raises(FmkitError, match="KEY=VALUE"):
         run_pipeline(_config(tmp_path, tiny_synth, [{"name": "01_preprocessing"}]), tmp_path / "run", ["frames"])
+
+
+def test_notebook_02_runs_under_papermill(synth_faces, tiny_synth, tmp_path):
+    params = {"faces_dir": str(synth_faces), "epochs": 1, "size": 32, "batch_size": 16, "group_size": 64,
+              "align_every": 2, "n_top": 3}
+    cfg = _config(tmp_path, tiny_synth, [{"name": "02_whitening_detector", "parameters": params}])
+    run = run_pipeline(cfg, tmp_path / "run")
+    executed = nbformat.read(run / "notebooks" / "02_whitening_detector.ipynb", as_version=4)
+    outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 4, "curves, heatmaps, galleries"
+    text = "".join(o.get("data", {}).get("text/plain", "") + o.get("text", "") for o in outputs)
+    assert "blend_boundary" in text and "mean |off-diag corr|" in text and "test_video_auc" in text
+    for name in ("baseline2d", "whitening"):
+        metrics = json.loads((run / "whitening" / name / "metrics.json").read_text())
+        assert metrics["best_epoch"] == 1 and "auc" in metrics["test"]

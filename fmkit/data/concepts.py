@@ -48,27 +48,32 @@ def boundary_centre(mask: torch.Tensor) -> np.ndarray | None:
     return np.array([x, y], np.float32)
 
 
-def crop_patch(image: torch.Tensor, centre: np.ndarray, side: int) -> torch.Tensor:
-    """A ``side`` square of ``image`` (3, H, W) around ``centre`` (x, y), clamped inside, resized back to (H, W)."""
+def crop_patch(image: torch.Tensor, centre: np.ndarray, side: int, out_size: int | None = None) -> torch.Tensor:
+    """A ``side`` square of ``image`` (3, H, W) around ``centre`` (x, y), clamped inside, resized to
+    (out_size, out_size), or back to (H, W) by default."""
     _, h, w = image.shape
     x0 = int(np.clip(round(centre[0] - side / 2), 0, w - side))
     y0 = int(np.clip(round(centre[1] - side / 2), 0, h - side))
     patch = image[:, y0:y0 + side, x0:x0 + side]
-    return torch.nn.functional.interpolate(patch[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+    size = (out_size, out_size) if out_size else (h, w)
+    return torch.nn.functional.interpolate(patch[None], size=size, mode="bilinear", align_corners=False)[0]
 
 
 class ConceptDataset(Dataset):
-    """Images of one concept: patches of the manifest's crops (see the module docstring)."""
+    """Images of one concept: patches of the manifest's crops (see the module docstring).
+
+    Patches come out at ``size`` px (default: the crop size), like training images.
+    """
 
     def __init__(self, manifest: str | os.PathLike | pd.DataFrame, concept: str, split: str | Sequence[str] | None = "train",
-                 patch_frac: float = 0.35, root: str | os.PathLike | None = None) -> None:
+                 patch_frac: float = 0.35, root: str | os.PathLike | None = None, size: int | None = None) -> None:
         if concept not in CONCEPTS:
             raise FmkitError(f"unknown concept {concept!r}: expected one of {', '.join(CONCEPTS)}")
         df, self.root = open_manifest(manifest, root)
         df = filter_split(df, split)
         if concept == "blend_boundary":
             df = df[(df["label"] == 1) & (df["mask_path"].astype(str) != "")]
-        self.concept, self.patch_frac = concept, patch_frac
+        self.concept, self.patch_frac, self.size = concept, patch_frac, size
         self.items: list[tuple[str, np.ndarray]] = []
         for _, row in df.sort_values(["video_id", "frame_idx"]).iterrows():
             centre = (boundary_centre(load_mask(self.root / row["mask_path"])) if concept == "blend_boundary"
@@ -83,12 +88,12 @@ class ConceptDataset(Dataset):
         path, centre = self.items[i]
         image = load_image(self.root / path)
         side = max(4, int(round(self.patch_frac * image.shape[-1])))
-        return crop_patch(image, centre, side)
+        return crop_patch(image, centre, side, self.size)
 
 
 def concept_datasets(manifest: str | os.PathLike | pd.DataFrame, concepts: Sequence[str] | None = None,
                      split: str | Sequence[str] | None = "train", patch_frac: float = 0.35,
-                     root: str | os.PathLike | None = None) -> dict[str, ConceptDataset]:
+                     root: str | os.PathLike | None = None, size: int | None = None) -> dict[str, ConceptDataset]:
     """One ConceptDataset per concept, in order (axis k ↔ k-th concept).
 
     By default: the four facial regions, plus ``blend_boundary`` when the manifest has
@@ -98,24 +103,20 @@ def concept_datasets(manifest: str | os.PathLike | pd.DataFrame, concepts: Seque
     if concepts is None:
         has_masks = (df["mask_path"].astype(str) != "").any()
         concepts = CONCEPTS if has_masks else FACE_CONCEPTS
-    sets = {c: ConceptDataset(df, c, split, patch_frac, root) for c in concepts}
+    sets = {c: ConceptDataset(df, c, split, patch_frac, root, size) for c in concepts}
     empty = [c for c, ds in sets.items() if len(ds) == 0]
     if empty:
         raise FmkitError(f"no image for concept(s) {', '.join(empty)} in split {split} of the faces manifest")
     return sets
 
 
-def sample_concept_batch(dataset: Dataset, n: int, key: Sequence[int], size: int | None = None) -> torch.Tensor:
+def sample_concept_batch(dataset: Dataset, n: int, key: Sequence[int]) -> torch.Tensor:
     """``n`` distinct images (n, 3, S, S) of a concept set, drawn by ``key`` alone.
 
     The draw depends only on ``key`` (e.g. (seed, concept, global step)), never on
     earlier draws, so a resumed training run draws exactly what an uninterrupted one
-    would. ``size`` resizes the images (as training does) when given.
+    would.
     """
     rng = np.random.default_rng([int(k) for k in key])
     idx = rng.choice(len(dataset), size=min(n, len(dataset)), replace=False)
-    batch = torch.stack([dataset[int(i)] for i in sorted(idx)])
-    if size and tuple(batch.shape[-2:]) != (size, size):
-        batch = torch.nn.functional.interpolate(batch, size=(size, size), mode="bilinear", align_corners=False,
-                                                antialias=True)
-    return batch
+    return torch.stack([dataset[int(i)] for i in sorted(idx)])

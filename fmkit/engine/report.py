@@ -1,6 +1,7 @@
 """The run folder's reports: metrics.csv, metrics.json and the learning-curve figure."""
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -62,3 +63,9 @@ def save_learning_curves(history: Sequence[Mapping[str, Any]], path: str | os.Pa
     with atomic_path(path) as tmp:
         learning_curves(history).savefig(tmp, dpi=110)
     return Path(path)
+
+
+def run_quality(run: str | os.PathLike) -> dict[str, float]:
+    """Frame- and video-level AUC on val (of the chosen checkpoint) and test, from a run's metrics.json."""
+    summary = json.loads((Path(run) / "metrics.json").read_text())
+    return {f"{split}_{key}": summary[split].get(key) for split in ("val", "test") for key in ("auc", "video_auc")}

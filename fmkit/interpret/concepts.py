@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from fmkit.metrics import auc
+from sklearn.metrics import roc_auc_score
 
 
 def layer_activations(model: nn.Module, images: Tensor) -> Tensor:
@@ -74,7 +74,8 @@ def concept_auc(model: nn.Module, concept_sets: Mapping[str, Dataset], batch_siz
         pos = scores[name][:, k]
         neg = np.concatenate([s[:, k] for other, s in scores.items() if other != name])
         labels = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
-        rows.append({"concept": name, "axis": k, "auc": auc(np.r_[pos, neg], labels), "n_images": len(pos)})
+        value = roc_auc_score(labels, np.r_[pos, neg]) if len(pos) and len(neg) else float("nan")
+        rows.append({"concept": name, "axis": k, "auc": float(value), "n_images": len(pos)})
     return pd.DataFrame(rows)
 
 
@@ -86,9 +87,29 @@ def top_images(model: nn.Module, dataset: Dataset, axes: Sequence[int], k: int =
 
 
 def activation_maps(model: nn.Module, images: Tensor, axis: int) -> Tensor:
-    """Axis ``axis`` of the layer for images (N, 3, H, W), upsampled to (N, H, W) and scaled to [0, 1] per image."""
+    """Axis ``axis`` of the layer for images (N, 3, H, W), upsampled to (N, H, W) and scaled to [0, 1] per image.
+
+    A map without spatial contrast (e.g. a 1 × 1 layer) comes out all zero.
+    """
     maps = layer_activations(model, images)[:, axis:axis + 1]
     maps = torch.nn.functional.interpolate(maps, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
     lo = maps.flatten(1).amin(1)[:, None, None]
     hi = maps.flatten(1).amax(1)[:, None, None]
-    return (maps - lo) / (hi - lo).clamp_min(1e-12)
+    span = hi - lo
+    return torch.where(span > 1e-6 * hi.abs().clamp_min(1.0), (maps - lo) / span.clamp_min(1e-12), torch.zeros_like(maps))
+
+
+def axis_gallery(model: nn.Module, dataset: Dataset, axes: Mapping[str, int], k: int = 5,
+                 batch_size: int = 32) -> tuple[dict[str, list[np.ndarray]], dict[str, list[np.ndarray]]]:
+    """The top-``k`` images of each named axis and that axis's activation maps over them.
+
+    Returns (images, maps): per name, ``k`` images (H, W, 3) in [0, 1] and maps (H, W) in
+    [0, 1], ready for ``fmkit.plots.image_rows``.
+    """
+    top = top_images(model, dataset, list(axes.values()), k, batch_size)
+    images, maps = {}, {}
+    for name, axis in axes.items():
+        x = torch.stack([dataset[i][0] for i in top[axis]])
+        images[name] = [img.permute(1, 2, 0).clamp(0, 1).numpy() for img in x]
+        maps[name] = list(activation_maps(model, x, axis).numpy())
+    return images, maps

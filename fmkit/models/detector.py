@@ -264,10 +264,14 @@ class WhiteningDetector(_TimmFrameModel):
         if ctx.data is None:
             raise FmkitError("concept alignment needs a faces folder to build its concept images from "
                              "(train from a faces folder, or pass concepts=() for no alignment)")
-        sets = concept_datasets(ctx.data, self.concepts or None, split="train")
+        sets = concept_datasets(ctx.data, self.concepts or None, split="train", size=ctx.config["data"]["size"])
         if len(sets) > self.whitening.num_features:
             raise FmkitError(f"{len(sets)} concepts for {self.whitening.num_features} axes of {self.layer}")
         self.concepts, self._concept_sets = tuple(sets), list(sets.values())
+
+    def on_epoch_start(self, ctx) -> None:
+        """Forget the previous epoch's alignment step, so each row logs its own epoch's (resumes alike)."""
+        self._last_step = None
 
     def on_train_batch_end(self, ctx, batch) -> None:
         """Every ``align_every`` optimizer steps: one concept-alignment step (rotation R only)."""
@@ -275,13 +279,13 @@ class WhiteningDetector(_TimmFrameModel):
             return
         from fmkit.data.concepts import sample_concept_batch
 
-        size = ctx.config["data"]["size"]
-        batches = [sample_concept_batch(ds, self.concept_batch, (ctx.config["seed"], k, ctx.global_step), size)
-                   .to(ctx.device) for k, ds in enumerate(self._concept_sets)]
+        batches = [sample_concept_batch(ds, self.concept_batch, (ctx.config["seed"], k, ctx.global_step)).to(ctx.device)
+                   for k, ds in enumerate(self._concept_sets)]
         self._last_step = self.concept_step(batches)
 
     def on_epoch_end(self, ctx, row: dict) -> None:
-        """Log the whitening error of the last training batch and the last alignment objective."""
+        """Log the whitening error of the last training batch and the objective of the epoch's last
+        alignment step (none when no alignment step fell in this epoch)."""
         row["whitening_error"] = float(self.whitening.whitening_error)
         if self._last_step is not None:
             row["concept_objective"] = self._last_step.after
