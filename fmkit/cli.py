@@ -63,7 +63,7 @@ def _scored_split(args: argparse.Namespace):
     from fmkit.engine.data import build_datasets
     from fmkit.models.checkpoint import load
 
-    run = Path(args.run)
+    run = Path(args.run_path)
     config = run / "config.yaml" if run.is_dir() else None
     cfg = resolve_config(config)
     return load(run, device=args.device), build_datasets(args.data, cfg["data"])[args.split]
@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text, fn in [("evaluate", "frame- and video-level metrics of a trained model on one split", _evaluate),
                            ("predict", "fake probabilities of every item of one split", _predict)]:
         p = sub.add_parser(name, help=text)
-        p.add_argument("run", help="run folder (uses checkpoints/best.pt) or a checkpoint file")
+        p.add_argument("run_path", metavar="run", help="run folder (uses checkpoints/best.pt) or a checkpoint file")
         p.add_argument("--data", required=True, help="faces folder from `fmkit preprocess`")
         p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to score (default test)")
         p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")

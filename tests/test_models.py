@@ -169,3 +169,11 @@ def test_checkpoint_round_trip_keeps_whitening_state(tmp_path):
     model.eval()
     with torch.no_grad():
         assert torch.allclose(again(images(2, seed=5)), model(images(2, seed=5)))
+
+
+def test_baseline_reads_a_chosen_layer():
+    x = torch.rand(2, 3, 64, 64)
+    assert create_model("baseline2d").features_at(x).shape[1] == 512
+    assert create_model("baseline2d", layer="layer3.1.bn2").features_at(x).shape[1] == 256
+    with pytest.raises(FmkitError, match="layer9"):
+        create_model("baseline2d", layer="layer9.bn")

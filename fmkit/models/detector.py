@@ -138,10 +138,16 @@ class Baseline2D(_TimmFrameModel):
     Args:
         backbone: one of :data:`BACKBONES`.
         checkpoint: a local timm state-dict file to initialise the backbone (classifier dropped).
+        layer: the module ``features_at`` reads by default (to compare with a whitening
+            detector whitening that layer); None: the whitened layer's default.
     """
 
-    def __init__(self, backbone: str = "resnet18", checkpoint: str | Path | None = None) -> None:
+    def __init__(self, backbone: str = "resnet18", checkpoint: str | Path | None = None,
+                 layer: str | None = None) -> None:
         super().__init__(backbone, checkpoint)
+        if layer is not None:
+            self._module(layer)  # fail early on a wrong name
+            self.default_layer = layer
 
 
 @register_model("whitening")
