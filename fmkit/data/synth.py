@@ -175,19 +175,8 @@ def _detector():
 
 
 def _detect(images: Sequence[np.ndarray]) -> list[list]:
-    """MTCNN faces of same-size images, on one torch thread.
-
-    MTCNN's small nets gain nothing from more threads on images this small, and lose
-    much when other processes share the cores; the thread count is restored after.
-    """
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _detector().detect(list(images))
-    finally:
-        torch.set_num_threads(threads)
+    """MTCNN faces of same-size images (FaceDetector runs on one torch thread)."""
+    return _detector().detect(list(images))
 
 
 def _detect_by_shape(images: Sequence[np.ndarray]) -> list[list]:
