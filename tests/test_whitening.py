@@ -256,4 +256,15 @@ def test_concepts_in_other_groups_and_bad_axis():
 
 def test_state_dict_carries_statistics_and_rotation_only():
     keys = set(FeatureWhitening(C).state_dict())
-    assert keys == {"running_mean", "running_wm", "rotation", "whitening_error"}
+    assert keys == {"running_mean", "running_wm", "rotation", "whitening_error", "fallbacks"}
+
+
+def test_iterative_mode_falls_back_to_exact_on_non_finite_iterates(monkeypatch):
+    torch.manual_seed(0)
+    x = torch.randn(64, 8) @ torch.randn(8, 8)
+    exact = FeatureWhitening(8, mode="exact").train()(x)
+    layer = FeatureWhitening(8, mode="iterative").train()
+    monkeypatch.setattr(layer, "_newton_matrix", lambda sigma: torch.full_like(sigma, float("nan")))
+    out = layer(x)
+    assert torch.isfinite(out).all() and int(layer.fallbacks) == 1
+    assert torch.allclose(out, exact, atol=1e-5)

@@ -14,7 +14,6 @@ Items are float tensors (3, S, S) in [0, 1], as from ``FrameDataset``.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np

@@ -148,7 +148,8 @@ class FeatureWhitening(nn.Module):
     Shapes: input (N, C) or (N, C, *S) such as (N, C, H, W); output the same shape and dtype.
 
     Buffers: ``running_mean`` (C,), ``running_wm`` (C/G, G, G), ``rotation`` R (C/G, G, G),
-    ``whitening_error`` (scalar, NaN until the first training forward).
+    ``whitening_error`` (scalar, NaN until the first training forward), ``fallbacks``
+    (training batches the iterative mode handed to the exact one, non-finite iterates).
     """
 
     def __init__(
@@ -177,6 +178,7 @@ class FeatureWhitening(nn.Module):
         self.register_buffer("running_wm", eye.clone())
         self.register_buffer("rotation", eye)
         self.register_buffer("whitening_error", torch.tensor(float("nan")))
+        self.register_buffer("fallbacks", torch.zeros((), dtype=torch.long))
         # Concept statistics: row j of group g sums x̂ at the arg-max of axis g·G + j.
         self.register_buffer("concept_sum", torch.zeros_like(eye), persistent=False)
         self.register_buffer(
@@ -200,9 +202,21 @@ class FeatureWhitening(nn.Module):
         return x.double().transpose(0, 1).reshape(self.num_groups, self.group_size, -1)
 
     def _whitening_matrix(self, sigma: Tensor) -> Tensor:
-        """W for a batch of covariances (g, G, G), float64, differentiable."""
+        """W for a batch of covariances (g, G, G), float64, differentiable.
+
+        The iterative mode falls back to the exact one for a batch whose Newton iterates
+        are not finite, and counts it in the ``fallbacks`` buffer.
+        """
         if self.mode == "exact":
             return _InvSqrtEigh.apply(sigma)
+        wm = self._newton_matrix(sigma)
+        if not bool(torch.isfinite(wm).all()):
+            self.fallbacks += 1
+            return _InvSqrtEigh.apply(sigma)
+        return wm
+
+    def _newton_matrix(self, sigma: Tensor) -> Tensor:
+        """IterNorm's W = P_T / √tr Σ, by the coupled Newton iterations (module docstring)."""
         trace = sigma.diagonal(dim1=-2, dim2=-1).sum(-1)[:, None, None]
         eye = torch.eye(self.group_size, dtype=sigma.dtype, device=sigma.device)
         y, p = sigma / trace, eye.expand_as(sigma)  # Y_0 = Σ_N, P_0 = I
