@@ -27,6 +27,7 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/preprocess.py
+	$(BIN)/python benchmarks/whitening.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -14,10 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import synth_index
 from fmkit.data.faces import FaceDetector
-from fmkit.data.index import build_index
 from fmkit.data.preprocess import PreprocessConfig, preprocess
-from fmkit.data.synth import synthesize
 from fmkit.data.video import probe, read_frames, sample_indices
 
 
@@ -33,8 +32,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        synthesize(tmp / "data", videos=args.videos, frames=args.frames, size=args.size, seed=0, progress=False)
-        index = build_index(tmp / "data", "folder").df
+        index = synth_index(tmp / "data", videos=args.videos, frames=args.frames, size=args.size, seed=0)
         paths = [tmp / "data" / p for p in index["path"]]
         cfg = PreprocessConfig(frames=args.sample, size=args.crop)
         detector = FaceDetector(cfg.device, cfg.batch_size, cfg.min_face_size)

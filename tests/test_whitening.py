@@ -268,3 +268,15 @@ def test_iterative_mode_falls_back_to_exact_on_non_finite_iterates(monkeypatch):
     out = layer(x)
     assert torch.isfinite(out).all() and int(layer.fallbacks) == 1
     assert torch.allclose(out, exact, atol=1e-5)
+
+
+def test_warns_once_when_a_batch_cannot_be_whitened():
+    layer = FeatureWhitening(16).train()
+    with pytest.warns(UserWarning, match="singular"):
+        layer(torch.randn(4, 16, 1, 2))  # 8 columns for 16 channels
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        layer(torch.randn(4, 16, 1, 2))  # said once only
+        FeatureWhitening(16).train()(torch.randn(8, 16, 2, 2))  # 32 columns: no warning

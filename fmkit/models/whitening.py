@@ -82,6 +82,7 @@ fully amplifies the small-eigenvalue directions, whose batch estimates are noisy
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -173,6 +174,7 @@ class FeatureWhitening(nn.Module):
         self.num_features, self.T, self.eps, self.momentum = num_features, T, eps, momentum
         self.mode, self.group_size = mode, group_size
         self.num_groups = num_features // group_size
+        self._warned_rank = False
         eye = torch.eye(group_size).expand(self.num_groups, -1, -1).clone()
         self.register_buffer("running_mean", torch.zeros(num_features))
         self.register_buffer("running_wm", eye.clone())
@@ -229,6 +231,12 @@ class FeatureWhitening(nn.Module):
         with torch.autocast(device_type=x.device.type, enabled=False):
             xg = self._grouped(x)
             if self.training:
+                if xg.shape[-1] < self.group_size and not self._warned_rank:
+                    self._warned_rank = True
+                    warnings.warn(f"FeatureWhitening: a training batch gives {xg.shape[-1]} feature columns "
+                                  f"(N·h·w) for groups of {self.group_size} channels: its covariance is singular "
+                                  "and the running whitening will not whiten new images; use larger batches or "
+                                  "images, an earlier layer, or a smaller group_size", stacklevel=2)
                 mean = xg.mean(-1, keepdim=True)
                 xc = xg - mean
                 eye = torch.eye(self.group_size, dtype=torch.float64, device=x.device)
