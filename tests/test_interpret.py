@@ -15,13 +15,7 @@ from fmkit.models import create_model
 from fmkit.models.whitening import FeatureWhitening
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small CPU convolutions run much faster on one thread when the cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Passthrough(nn.Module):

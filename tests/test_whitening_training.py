@@ -25,13 +25,7 @@ CFG = {"model": {"name": "whitening", "mode": "exact", "group_size": GROUP, "ali
        "data": {"size": 32, "batch_size": 8}, "epochs": 2, "seed": 0, "device": "cpu"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small CPU convolutions run much faster on one thread when the cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config(**model) -> dict:
