@@ -1,6 +1,3 @@
 """fmkit: detect manipulated faces (deepfakes) and explain the detections."""
 
 __version__ = "0.1.0"
-
-LABEL_REAL = 0
-LABEL_FAKE = 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 from fmkit.errors import FmkitError
 
@@ -17,28 +17,30 @@ from fmkit.errors import FmkitError
 def _synth(args: argparse.Namespace) -> int:
     from fmkit.data.synth import synthesize
 
-    out = synthesize(args.out, videos=args.videos, frames=args.frames, size=args.size, seed=args.seed)
+    out = synthesize(args.out, videos=args.videos, frames=args.frames, size=args.size, seed=args.seed,
+                     identities=args.identities)
     print(f"synthetic dataset written to {out}")
     return 0
 
 
 def _index(args: argparse.Namespace) -> int:
     from fmkit.data.index import build_index, format_summary
-    from fmkit.data.preprocess import write_index
+    from fmkit.data.schema import write_index
 
-    result = build_index(args.root, args.layout, compression=args.compression, splits_dir=args.splits,
+    result = build_index(args.source, args.layout, compression=args.compression, splits_dir=args.splits,
                          val_fraction=args.val_fraction, seed=args.seed, uncovered_split=args.uncovered_split)
-    write_index(result.df, args.output, args.root)
+    write_index(result.df, args.output, args.root or args.source)
     print(format_summary(result))
     print(f"index of {len(result.df)} videos written to {args.output}")
     return 0
 
 
 def _preprocess(args: argparse.Namespace) -> int:
-    from fmkit.data.preprocess import PreprocessConfig, preprocess
+    from fmkit.data.preprocess import preprocess
 
-    cfg = PreprocessConfig(frames=args.frames, size=args.size, margin=args.margin, batch_size=args.batch_size,
-                           device=args.device)
+    given = {"frames": args.frames, "size": args.size, "margin": args.margin, "batch_size": args.batch_size,
+             "device": args.device}
+    cfg = {k: v for k, v in given.items() if v is not None}
     summary = preprocess(args.index, args.output, root=args.root, cfg=cfg, workers=args.workers,
                          shard=args.shard, retry_errors=args.retry_errors)
     print(summary)
@@ -50,22 +52,31 @@ def _preprocess(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from fmkit.engine import resolve_config, train
+    from fmkit.config import train_config
+    from fmkit.engine import train
 
-    cfg = None if args.resume and args.config is None else resolve_config(args.config, model={"name": args.model})
+    fresh = not args.resume or args.config is not None or args.set
+    cfg = train_config(args.model, args.config, args.set) if fresh else None
     run = train(cfg, args.data, args.output, resume=args.resume, epochs=args.epochs)
     print(f"run folder: {run} (metrics.json, checkpoints/best.pt)")
     return 0
 
 
 def _scored_split(args: argparse.Namespace):
-    from fmkit.engine import resolve_config
+    from fmkit.config import resolve_config
     from fmkit.engine.data import build_datasets
-    from fmkit.models.checkpoint import load
+    from fmkit.models.checkpoint import checkpoint_path, load, read_checkpoint
 
     run = Path(args.run_path)
-    config = run / "config.yaml" if run.is_dir() else None
-    cfg = resolve_config(config)
+    if not run.exists():
+        raise FmkitError(f"run not found: {run} (expected a run folder of `fmkit train` or a checkpoint file)")
+    if run.is_dir() and not (run / "config.yaml").is_file():
+        raise FmkitError(f"{run} is not a run folder: it has no config.yaml (expected a folder written by "
+                         "`fmkit train`, or a checkpoint file)")
+    stored = read_checkpoint(checkpoint_path(run)).get("train_config")
+    if stored is None:
+        raise FmkitError(f"{checkpoint_path(run)} records no training config: its data settings are unknown")
+    cfg = resolve_config(stored)
     return load(run, device=args.device), build_datasets(args.data, cfg["data"])[args.split]
 
 
@@ -79,7 +90,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     metrics = evaluate(model, dataset, device=args.device, progress=True)
     print(json.dumps(metrics, indent=2, default=str))
     if args.output:
-        write_json(metrics, args.output)
+        out = Path(args.output)
+        target = out / "metrics.json" if out.is_dir() or not out.suffix else out
+        write_json(metrics, target)
+        print(f"metrics written to {target}")
     return 0
 
 
@@ -102,15 +116,13 @@ def _pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
-def _not_yet(name: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        raise FmkitError(f"`fmkit {name}` is not yet available in this version")
-    return run
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
     from fmkit import __version__
+    from fmkit.config import PREPROCESS, SYNTH, defaults
+    from fmkit.data.schema import SPLITS
+
+    pre, syn = defaults(PREPROCESS), defaults(SYNTH)
 
     parser = argparse.ArgumentParser(prog="fmkit", description="Detect manipulated faces and explain the detections.")
     parser.add_argument("--version", action="version", version=f"fmkit {__version__}")
@@ -118,19 +130,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="build a small synthetic real/fake face-video dataset (folder layout)")
     p.add_argument("out", help="output folder (new or empty)")
-    p.add_argument("--videos", type=int, default=None, help="number of real videos (default: the synth default)")
-    p.add_argument("--frames", type=int, default=None, help="frames per video")
-    p.add_argument("--size", type=int, default=None, help="frame size in pixels (square, even)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--videos", type=int, default=None, help=f"number of real videos (default {syn['videos']})")
+    p.add_argument("--identities", type=int, default=None, help="identities (photos) they show (default min(8, videos))")
+    p.add_argument("--frames", type=int, default=None, help=f"frames per video (default {syn['frames']})")
+    p.add_argument("--size", type=int, default=None, help=f"frame size in pixels, square, even (default {syn['size']})")
+    p.add_argument("--seed", type=int, default=None, help=f"random seed (default {syn['seed']})")
     p.set_defaults(run=_synth)
 
     p = sub.add_parser("index", help="index a dataset's videos into a CSV (video_id, path, label, split, ...)")
-    p.add_argument("root", help="dataset root folder (or an index CSV for --layout csv)")
+    p.add_argument("source", metavar="root", help="dataset root folder (or an index CSV for --layout csv)")
     p.add_argument("--layout", default="auto", help="auto, ffpp, celebdf, dfdc, folder or csv (default auto)")
     p.add_argument("-o", "--output", required=True, help="index CSV to write")
     p.add_argument("--compression", default="c23", help="FaceForensics++ compression: raw, c23 or c40 (default c23)")
     p.add_argument("--splits", default=None, help="folder of FaceForensics++ split JSONs (overrides the root's own)")
-    p.add_argument("--uncovered-split", default=None, choices=["train", "val", "test"],
+    p.add_argument("--root", default=None,
+                   help="dataset root the index paths are relative to (default: the root folder; for a csv index, "
+                        "its folder)")
+    p.add_argument("--uncovered-split", default=None, choices=SPLITS,
                    help="split for FaceForensics++ videos no official split covers (default: leave them out)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="validation part carved from train (Celeb-DF, DFDC)")
     p.add_argument("--seed", type=int, default=0)
@@ -140,13 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("index", help="index CSV from `fmkit index`")
     p.add_argument("-o", "--output", required=True, help="faces folder to write (crops, faces.csv, errors.csv)")
     p.add_argument("--root", default=None, help="dataset root the index paths are relative to (default: the root `fmkit index` recorded)")
-    p.add_argument("--frames", type=int, default=32, help="frames sampled evenly over each video (default 32)")
-    p.add_argument("--size", type=int, default=224, help="crop size in pixels (default 224)")
-    p.add_argument("--margin", type=float, default=1.3, help="crop side / face-box side (default 1.3)")
-    p.add_argument("--batch-size", type=int, default=32, help="frames per MTCNN batch")
+    p.add_argument("--frames", type=int, default=None,
+                   help=f"frames sampled evenly over each video (default {pre['frames']})")
+    p.add_argument("--size", type=int, default=None, help=f"crop size in pixels (default {pre['size']})")
+    p.add_argument("--margin", type=float, default=None, help=f"crop side / face-box side (default {pre['margin']})")
+    p.add_argument("--batch-size", type=int, default=None, help=f"frames per MTCNN batch (default {pre['batch_size']})")
     p.add_argument("--workers", type=int, default=1, help="videos processed in parallel processes")
     p.add_argument("--shard", default=None, help="process only shard i of n (i/n, 0-based)")
-    p.add_argument("--device", default="cpu", help="torch device for MTCNN (cpu, cuda, cuda:1)")
+    p.add_argument("--device", default=None, help=f"torch device for MTCNN: cpu, cuda, cuda:1 (default {pre['device']})")
     p.add_argument("--retry-errors", action="store_true", help="retry videos that failed in an earlier run")
     p.set_defaults(run=_preprocess)
 
@@ -161,7 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="registered model name (e.g. whitening, baseline2d)")
     p.add_argument("--data", required=True, help="faces folder from `fmkit preprocess`")
     p.add_argument("-o", "--output", required=True, help="run folder (config, checkpoints, metrics)")
-    p.add_argument("--config", default=None, help="training YAML (model kwargs, data, optim, epochs, seed, device)")
+    p.add_argument("--config", default=None,
+                   help="training YAML laid over the model's recipe (fmkit/configs/train/MODEL.yaml)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config value by its dotted key, e.g. --set optim.lr=3e-4 (repeatable)")
     p.add_argument("--epochs", type=int, default=None, help="total epochs (overrides the config)")
     p.add_argument("--resume", action="store_true", help="continue a killed or finished run from checkpoints/last.pt")
     p.set_defaults(run=_train)
@@ -171,14 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("run_path", metavar="run", help="run folder (uses checkpoints/best.pt) or a checkpoint file")
         p.add_argument("--data", required=True, help="faces folder from `fmkit preprocess`")
-        p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to score (default test)")
+        p.add_argument("--split", default="test", choices=SPLITS, help="split to score (default test)")
         p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
         p.add_argument("-o", "--output", default=None, required=name == "predict",
-                       help="JSON of the metrics" if name == "evaluate" else "CSV of video_id, label, prob")
+                       help="JSON file or folder (writes metrics.json in it)" if name == "evaluate"
+                       else "CSV of video_id, label, prob")
         p.set_defaults(run=fn)
-
-    p = sub.add_parser("explain", help="explain a detector's predictions (re-label distillation)")
-    p.set_defaults(run=_not_yet("explain"))
     return parser
 
 

@@ -16,12 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-from fmkit.data.faces import to_crop_coords
-from fmkit.data.preprocess import LANDMARK_COLUMNS
-
-
-def _crop_region(row: pd.Series) -> tuple[int, int, int]:
-    return int(row["crop_x0"]), int(row["crop_y0"]), int(row["crop_side"])
+from fmkit.data.schema import landmarks_in_crop, row_to_crop
 
 
 def draw_face(ax: plt.Axes, row: pd.Series, root: str | os.PathLike, annotate: bool = True) -> None:
@@ -30,10 +25,9 @@ def draw_face(ax: plt.Axes, row: pd.Series, root: str | os.PathLike, annotate: b
     ax.set_axis_off()
     if not annotate:
         return
-    region, size = _crop_region(row), int(row["crop_size"])
-    (x1, y1), (x2, y2) = to_crop_coords(np.array([[row["x1"], row["y1"]], [row["x2"], row["y2"]]]), region, size)
+    (x1, y1), (x2, y2) = row_to_crop(row, np.array([[row["x1"], row["y1"]], [row["x2"], row["y2"]]]))
     ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, color="lime", lw=1.2))
-    pts = to_crop_coords(row[LANDMARK_COLUMNS].to_numpy(float).reshape(5, 2), region, size)
+    pts = landmarks_in_crop(row)
     ax.scatter(pts[:, 0], pts[:, 1], s=8, c="red")
 
 

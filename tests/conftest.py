@@ -69,9 +69,9 @@ def tiny_synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def synth_faces(tiny_synth: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The faces folder of ``tiny_synth``: 4 crops of 64 px per video, with ground-truth masks."""
     from fmkit.data.index import build_index
-    from fmkit.data.preprocess import PreprocessConfig, preprocess
+    from fmkit.data.preprocess import preprocess
 
     out = tmp_path_factory.mktemp("synth_faces")
-    preprocess(build_index(tiny_synth, "folder").df, out, root=tiny_synth, cfg=PreprocessConfig(frames=4, size=64),
+    preprocess(build_index(tiny_synth, "folder").df, out, root=tiny_synth, cfg={"frames": 4, "size": 64},
                progress=False)
     return out

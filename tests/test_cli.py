@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -6,7 +7,7 @@ import pytest
 
 from fmkit.cli import main
 
-COMMANDS = ["synth", "index", "preprocess", "train", "evaluate", "explain", "predict", "pipeline"]
+COMMANDS = ["synth", "index", "preprocess", "train", "evaluate", "predict", "pipeline"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -60,6 +61,26 @@ def test_preprocess_fails_when_nothing_succeeds(face_dataset, tmp_path, capsys):
     assert "no face crop" in capsys.readouterr().err
 
 
-def test_commands_of_later_issues_say_so(capsys):
-    assert main(["explain"]) == 2
-    assert "not yet available" in capsys.readouterr().err
+def test_index_of_a_csv_records_its_folder_as_the_root(face_dataset, tmp_path, capsys):
+    """`fmkit index LIST.csv --layout csv` then `fmkit preprocess` without --root: the root is the CSV's folder."""
+    (tmp_path / "lists").mkdir()
+    listing = tmp_path / "lists" / "listing.csv"
+    assert main(["index", str(face_dataset), "-o", str(tmp_path / "first.csv")]) == 0
+    frame = pd.read_csv(tmp_path / "first.csv")
+    frame = frame[~frame["path"].str.contains("corrupt|noface")]
+    frame.assign(path=[os.path.relpath(face_dataset / p, listing.parent) for p in frame["path"]]).to_csv(listing, index=False)
+    index = tmp_path / "index.csv"
+    assert main(["index", str(listing), "--layout", "csv", "-o", str(index)]) == 0
+    assert main(["preprocess", str(index), "-o", str(tmp_path / "faces"), "--frames", "1", "--size", "32"]) == 0
+    assert len(pd.read_csv(tmp_path / "faces" / "faces.csv")) == 3
+
+
+def test_train_set_overrides_are_validated_and_saved(tmp_path, capsys):
+    assert main(["train", "baseline2d", "--data", str(tmp_path), "-o", str(tmp_path / "run"),
+                 "--set", "optim.lrr=3e-4"]) == 2
+    assert "unknown config key 'optim.lrr'; did you mean 'optim.lr'?" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path), "--data", str(tmp_path)]) == 2
+    assert "is not a run folder" in capsys.readouterr().err

@@ -4,7 +4,7 @@ import torch
 
 from fmkit.data.concepts import (CONCEPTS, FACE_CONCEPTS, ConceptDataset, boundary_centre, concept_datasets,
                                  crop_patch, landmark_centre, sample_concept_batch)
-from fmkit.data.preprocess import read_faces
+from fmkit.data.schema import read_faces
 from fmkit.errors import FmkitError
 
 

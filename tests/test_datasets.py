@@ -4,7 +4,8 @@ import torch
 
 from fmkit.data.datasets import ClipDataset, FrameDataset
 from fmkit.data.index import build_index
-from fmkit.data.preprocess import PreprocessConfig, preprocess, read_faces
+from fmkit.data.preprocess import preprocess
+from fmkit.data.schema import read_faces
 from fmkit.errors import FmkitError
 
 
@@ -13,7 +14,7 @@ def faces_dir(face_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("ds_faces")
     index = build_index(face_dataset, "folder").df
     index["split"] = ["train", "val", "test", "train", "train"][:len(index)]
-    preprocess(index, out, root=face_dataset, cfg=PreprocessConfig(frames=5, size=48), progress=False)
+    preprocess(index, out, root=face_dataset, cfg={"frames": 5, "size": 48}, progress=False)
     return out
 
 

@@ -16,7 +16,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import Dataset
 
-from fmkit.data.preprocess import FACE_COLUMNS
+from fmkit.data.schema import FACE_COLUMNS
 from fmkit.engine import evaluate, predict, resolve_config, train
 from fmkit.engine.data import train_loader
 from fmkit.engine.distributed import DistEnv
@@ -112,7 +112,7 @@ class NanAfter(nn.Module):
 
 
 CNN = {"model": {"name": "engine_test_cnn", "width": 4}, "epochs": 2, "seed": 3,
-       "data": {"batch_size": 5, "hflip": True}, "optim": {"lr": 0.05, "scheduler": "cosine"}}
+       "data": {"batch_size": 5, "augment": {"hflip": True}}, "optim": {"lr": 0.05, "scheduler": "cosine"}}
 
 
 class Recorder:

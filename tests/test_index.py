@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from fmkit.data.index import (INDEX_COLUMNS, LAYOUTS, IndexResult, build_index, detect_layout,
-                              format_summary, read_index, summarize)
+                              format_summary, summarize)
+from fmkit.data.schema import read_index
 from fmkit.data.video import write_video
 from fmkit.errors import FmkitError
 from fmkit.io import write_csv

@@ -9,7 +9,7 @@ from torch.utils.data import TensorDataset
 
 from fmkit.data.concepts import CONCEPTS, concept_datasets
 from fmkit.data.datasets import FrameDataset
-from fmkit.engine.data import Resize
+from fmkit.data.transforms import build_transform
 from fmkit.interpret import concepts as cw
 from fmkit.models import create_model
 from fmkit.models.whitening import FeatureWhitening
@@ -67,7 +67,7 @@ def test_feature_correlation_is_over_channels_images_and_positions():
 
 def test_whitened_layer_is_far_less_correlated_than_the_baseline_layer(synth_faces):
     # 112 px → layer4 is 4 × 4, so the 48 faces give m = 768 > 512 columns: a full-rank covariance.
-    data = FrameDataset(synth_faces, split=None, transform=Resize(112))
+    data = FrameDataset(synth_faces, split=None, transform=build_transform(112, train=False))
     images = torch.stack([data[i][0] for i in range(len(data))])
     torch.manual_seed(0)
     whitening = create_model("whitening", mode="exact", concepts=())

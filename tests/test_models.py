@@ -32,11 +32,9 @@ def test_registry_lists_and_rejects_unknown_names():
 
 
 def test_create_model_records_its_config_and_rebuilds_from_it():
-    model = create_model("whitening", mode="exact", concepts=["left_eye", "nose"], align_every=5)
-    assert model.fmkit_config == {
-        "name": "whitening", "mode": "exact", "concepts": ["left_eye", "nose"], "align_every": 5,
-    }
-    assert model.align_every == 5 and model.concepts == ("left_eye", "nose")
+    model = create_model("whitening", mode="exact", concepts=["left_eye", "nose"], T=5)
+    assert model.fmkit_config == {"name": "whitening", "mode": "exact", "concepts": ["left_eye", "nose"], "T": 5}
+    assert model.whitening.T == 5 and model.concepts == ("left_eye", "nose")
     config = dict(model.fmkit_config)
     again = create_model(config.pop("name"), **config)
     again.load_state_dict(model.state_dict())  # strict: same structure

@@ -4,13 +4,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from fmkit.data.faces import FaceDetector, crop_square, square_region, to_crop_coords, track_main_face, Face
+from fmkit.data.faces import Face, FaceDetector, track_main_face
 from fmkit.data.index import build_index
-from fmkit.data.preprocess import FACE_COLUMNS, PreprocessConfig, parse_shard, preprocess, read_faces, select_shard
+from fmkit.data.preprocess import parse_shard, preprocess, select_shard
+from fmkit.data.schema import FACE_COLUMNS, crop_square, read_faces, square_region, to_crop_coords
 from fmkit.errors import FmkitError
 from conftest import face_frames
 
-CFG = PreprocessConfig(frames=4, size=64)
+CFG = {"frames": 4, "size": 64}
 
 
 def _face(box, prob=0.99):

@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fmkit.data.synth import METADATA_COLUMNS, METHODS, SynthConfig, synthesize
+from fmkit.config import SYNTH, defaults
+from fmkit.data.synth import METADATA_COLUMNS, METHODS, synthesize
 from fmkit.data.video import probe, read_frames
 from fmkit.errors import FmkitError
 
@@ -154,10 +155,11 @@ def test_refuses_foreign_or_differently_configured_folders(tiny, tmp_path):
         synthesize(a_file, **TINY)
 
 
-@pytest.mark.parametrize("bad, message", [(dict(identities=2), "at least 3 identities"),
+@pytest.mark.parametrize("bad, message", [(dict(identities=2), "identities must be an integer >= 3"),
                                           (dict(videos=3, identities=4), "one video per identity"),
                                           (dict(size=63), "even"), (dict(frames=0), "frames"),
-                                          (dict(methods=("deepfake",)), "unknown synth method deepfake")])
+                                          (dict(methods=("deepfake",)), "methods must be a list of distinct names from faceswap")],
+                         ids=["identities", "videos", "size", "frames", "methods"])
 def test_bad_config_is_refused(bad, message, tmp_path):
     with pytest.raises(FmkitError, match=message):
         synthesize(tmp_path / "x", **{**TINY, **bad})
@@ -167,7 +169,7 @@ def test_bad_config_is_refused(bad, message, tmp_path):
 def test_mtcnn_finds_the_face_in_every_real_frame_at_the_default_size(tmp_path):
     from fmkit.data.faces import FaceDetector
 
-    size = SynthConfig().size
+    size = defaults(SYNTH)["size"]
     out = synthesize(tmp_path / "d", videos=4, identities=4, frames=3, methods=("selfblend",), progress=False)
     meta = _meta(out)
     assert set(meta["identity"]) >= {"astronaut", "hopper"} and meta["identity"].str.startswith("lfw").any()

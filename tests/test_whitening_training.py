@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-import fmkit.data.concepts as concepts_module
+import fmkit.engine.callbacks as callbacks_module
 from fmkit.cli import main
 from fmkit.data.concepts import CONCEPTS
 from fmkit.engine import resolve_config, train
@@ -21,15 +21,16 @@ from fmkit.models import load
 from fmkit.models.checkpoint import read_checkpoint
 
 GROUP = 64
-CFG = {"model": {"name": "whitening", "mode": "exact", "group_size": GROUP, "align_every": 1, "concept_batch": 4},
+CFG = {"model": {"name": "whitening", "mode": "exact", "group_size": GROUP, "layer": "layer4.1.bn2"},
+       "callbacks": {"concept_alignment": {"every": 1, "batch": 4}},
        "data": {"size": 32, "batch_size": 8}, "epochs": 2, "seed": 0, "device": "cpu"}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def config(**model) -> dict:
-    return {**CFG, "model": {**CFG["model"], **model}}
+def config(every: int = 1, **model) -> dict:
+    return {**CFG, "model": {**CFG["model"], **model}, "callbacks": {"concept_alignment": {"every": every, "batch": 4}}}
 
 
 class Keep:
@@ -123,7 +124,7 @@ def test_one_epoch_then_resume_equals_two_epochs_with_alignment(straight, synth_
 
 def test_resumed_run_logs_like_the_uninterrupted_one_when_an_epoch_has_no_alignment(synth_faces, tmp_path):
     # one batch per epoch, alignment at global steps 2 and 4: epochs 1 and 3 have none
-    cfg = {**config(align_every=2), "data": {"size": 32, "batch_size": 16}, "epochs": 3}
+    cfg = {**config(every=2), "data": {"size": 32, "batch_size": 16}, "epochs": 3}
     straight = train(cfg, synth_faces, tmp_path / "straight", callbacks=[SnapshotBefore(3, tmp_path / "killed")])
     resumed = train(cfg, synth_faces, tmp_path / "killed", resume=True)
     pd.testing.assert_frame_equal(history(straight), history(resumed))
@@ -153,18 +154,18 @@ def test_alignment_without_a_faces_folder_is_a_clear_error(synth_faces, tmp_path
 def cli_run(synth_faces, tmp_path_factory) -> tuple[int, Path, list[tuple[str, tuple[int, ...]]]]:
     """``fmkit train whitening --config`` with two concepts, mouth first; records every concept draw."""
     folder = tmp_path_factory.mktemp("cli")
-    cfg = {**config(concepts=["mouth", "left_eye"], align_every=2), "epochs": 1}
+    cfg = {**config(every=2, concepts=["mouth", "left_eye"]), "epochs": 1}
     del cfg["model"]["name"]
     (folder / "train.yaml").write_text(yaml.safe_dump(cfg))
     draws: list[tuple[str, tuple[int, ...]]] = []
-    sample = concepts_module.sample_concept_batch
+    sample = callbacks_module.sample_concept_batch
 
     def spy(dataset, n, key):
         draws.append((dataset.concept, tuple(key)))
         return sample(dataset, n, key)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(concepts_module, "sample_concept_batch", spy)
+        mp.setattr(callbacks_module, "sample_concept_batch", spy)
         code = main(["train", "whitening", "--data", str(synth_faces), "-o", str(folder / "run"),
                      "--config", str(folder / "train.yaml")])
     return code, folder / "run", draws

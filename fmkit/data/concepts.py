@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from fmkit.data.datasets import filter_split, load_image, load_mask, open_manifest
-from fmkit.data.faces import to_crop_coords
+from fmkit.data.schema import LABEL_FAKE, row_to_crop
 from fmkit.errors import FmkitError
 
 FACE_CONCEPTS = ("left_eye", "right_eye", "nose", "mouth")
@@ -34,8 +34,7 @@ _LANDMARK = {"left_eye": ["left_eye"], "right_eye": ["right_eye"], "nose": ["nos
 def landmark_centre(row: pd.Series, concept: str) -> np.ndarray:
     """The concept's landmark (x, y) in crop pixels (mouth: the midpoint of its corners)."""
     pts = np.array([[row[f"{n}_x"], row[f"{n}_y"]] for n in _LANDMARK[concept]], np.float32)
-    region = (int(row["crop_x0"]), int(row["crop_y0"]), int(row["crop_side"]))
-    return to_crop_coords(pts, region, int(row["crop_size"])).mean(axis=0)
+    return row_to_crop(row, pts).mean(axis=0)
 
 
 def boundary_centre(mask: torch.Tensor) -> np.ndarray | None:
@@ -71,7 +70,7 @@ class ConceptDataset(Dataset):
         df, self.root = open_manifest(manifest, root)
         df = filter_split(df, split)
         if concept == "blend_boundary":
-            df = df[(df["label"] == 1) & (df["mask_path"].astype(str) != "")]
+            df = df[(df["label"] == LABEL_FAKE) & (df["mask_path"].astype(str) != "")]
         self.concept, self.patch_frac, self.size = concept, patch_frac, size
         self.items: list[tuple[str, np.ndarray]] = []
         for _, row in df.sort_values(["video_id", "frame_idx"]).iterrows():

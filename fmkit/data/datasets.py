@@ -16,11 +16,10 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from fmkit.data.preprocess import read_faces
+from fmkit.data.schema import SPLITS, faces_root, read_faces
 from fmkit.errors import FmkitError
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
-SPLITS = ("train", "val", "test")
 
 
 def open_manifest(manifest: str | os.PathLike | pd.DataFrame, root: str | os.PathLike | None) -> tuple[pd.DataFrame, Path]:
@@ -31,7 +30,7 @@ def open_manifest(manifest: str | os.PathLike | pd.DataFrame, root: str | os.Pat
         return manifest, Path(root)
     path = Path(manifest)
     df = read_faces(path)
-    return df, Path(root) if root is not None else (path if path.is_dir() else path.parent)
+    return df, Path(root) if root is not None else faces_root(path)
 
 
 def filter_split(df: pd.DataFrame, split: str | Sequence[str] | None) -> pd.DataFrame:

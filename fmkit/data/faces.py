@@ -1,7 +1,14 @@
-"""Face detection (facenet-pytorch MTCNN, weights shipped in its wheel) and square face crops.
+"""Face detection (facenet-pytorch MTCNN, weights shipped in its wheel) and main-face tracking.
 
-Boxes are ``(x1, y1, x2, y2)`` in frame pixels; the five landmarks are, in MTCNN's order,
-left eye, right eye, nose, left mouth corner, right mouth corner, each ``(x, y)``.
+:class:`FaceDetector` takes frames of one size, (H, W, 3) ``uint8`` RGB, and returns the
+faces of each frame as :class:`Face` objects: a box ``(x1, y1, x2, y2)`` and five
+landmarks ``(x, y)`` in frame pixels (MTCNN's order: left eye, right eye, nose, left mouth
+corner, right mouth corner) and MTCNN's probability in [0, 1]. :func:`track_main_face`
+keeps one face per frame over a video. The square crops around the tracked face are cut
+by the crop-geometry helpers of :mod:`fmkit.data.schema`.
+
+Detection speed and the reason for one torch thread per process on CPU are measured in
+``docs/measurements.md``.
 """
 from __future__ import annotations
 
@@ -11,9 +18,6 @@ from typing import Sequence
 import cv2
 import numpy as np
 import torch
-
-LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
-
 
 @dataclass(frozen=True)
 class Face:
@@ -111,33 +115,3 @@ def track_main_face(detections: Sequence[Sequence[Face]], min_iou: float = 0.2) 
         chosen.append(pick)
         last = pick
     return chosen
-
-
-def square_region(box: np.ndarray, margin: float) -> tuple[int, int, int]:
-    """Square ``(x0, y0, side)`` centred on ``box``, with side = margin × the box's longer side."""
-    x1, y1, x2, y2 = (float(v) for v in box)
-    side = max(int(round(max(x2 - x1, y2 - y1) * margin)), 2)
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    return int(round(cx - side / 2)), int(round(cy - side / 2)), side
-
-
-def crop_square(image: np.ndarray, region: tuple[int, int, int], size: int) -> np.ndarray:
-    """Crop the square region (zero-padded where it leaves the image) and resize to size × size.
-
-    Works for (H, W, 3) frames and (H, W) masks.
-    """
-    x0, y0, side = region
-    h, w = image.shape[:2]
-    pad = max(0, -x0, -y0, x0 + side - w, y0 + side - h)
-    if pad:
-        widths = ((pad, pad), (pad, pad)) + ((0, 0),) * (image.ndim - 2)
-        image = np.pad(image, widths)
-    crop = image[y0 + pad:y0 + pad + side, x0 + pad:x0 + pad + side]
-    interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
-    return cv2.resize(crop, (size, size), interpolation=interp)
-
-
-def to_crop_coords(points: np.ndarray, region: tuple[int, int, int], size: int) -> np.ndarray:
-    """Map frame-pixel points (..., 2) into the pixels of a ``size`` crop of ``region``."""
-    x0, y0, side = region
-    return (np.asarray(points, np.float32) - np.array([x0, y0], np.float32)) * (size / side)

@@ -2,9 +2,9 @@
 
 ``build_index(root)`` reads a dataset root (never writing inside it) in one of the
 supported layouts and returns the index table with the columns of
-:data:`INDEX_COLUMNS`, as fixed by the "Video index" contract in DESIGN.md: ``label`` is
-1 for fake and 0 for real, ``split`` is train/val/test, ``path`` is relative to the root,
-and ``source_id`` names the source video or identity so that splits never leak.
+:data:`INDEX_COLUMNS`, as fixed by the "Video index" contract in docs/architecture.md:
+``label`` is 1 for fake and 0 for real, ``split`` is train/val/test, ``path`` is relative
+to the root, and ``source_id`` names the source video or identity so that splits never leak.
 
 Layouts (see :mod:`fmkit.data.layouts` for each one's rules):
 
@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from fmkit.data.layouts import SPLITS, Scan, scan_celebdf, scan_dfdc, scan_ffpp, scan_folder
+from fmkit.data.layouts import Scan, scan_celebdf, scan_dfdc, scan_ffpp, scan_folder
+from fmkit.data.schema import INDEX_COLUMNS, SPLITS, read_index, sorted_unique
 from fmkit.errors import FmkitError
 
-INDEX_COLUMNS = ["video_id", "path", "label", "split", "method", "dataset", "source_id"]
 LAYOUTS = ("auto", "ffpp", "celebdf", "dfdc", "folder", "csv")
 INDEX_FILE = "index.csv"
 
@@ -102,28 +102,6 @@ def build_index(root: str | os.PathLike, layout: str = "auto", *, compression: s
     return _result(scan, root, layout)
 
 
-def read_index(path: str | os.PathLike) -> pd.DataFrame:
-    """Read an index CSV and check it: the index columns present and filled, labels 0/1, known splits, unique ids.
-
-    Extra columns are kept after the index columns; rows come sorted by ``video_id``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FmkitError(f"index file not found: {path}")
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    absent = [c for c in INDEX_COLUMNS if c not in df.columns]
-    if absent:
-        raise FmkitError(f"{path}: missing column(s) {', '.join(absent)} (an index needs {', '.join(INDEX_COLUMNS)})")
-    for column in INDEX_COLUMNS:
-        if (df[column] == "").any():
-            raise FmkitError(f"{path}: empty {column} in row {int((df[column] == '').argmax()) + 2}")
-    _check_values(path, df, "label", ("0", "1"))
-    _check_values(path, df, "split", SPLITS)
-    df["label"] = df["label"].astype(int)
-    df = df[INDEX_COLUMNS + [c for c in df.columns if c not in INDEX_COLUMNS]]
-    return _sorted_unique(df, path)
-
-
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
     """Video counts by split, method and label: a tidy table with columns split, method, label, videos."""
     counts = df.groupby(["split", "method", "label"]).size().rename("videos").reset_index()
@@ -157,29 +135,13 @@ def _check_choice(name: str, value: object, choices: tuple) -> None:
         raise FmkitError(f"unknown {name} {value!r}: expected one of {valid}")
 
 
-def _check_values(path: Path, df: pd.DataFrame, column: str, allowed: tuple[str, ...]) -> None:
-    """FmkitError naming the file and the first value of ``column`` outside ``allowed``."""
-    bad = df.loc[~df[column].isin(allowed), column]
-    if len(bad):
-        raise FmkitError(f"{path}: bad {column} {bad.iloc[0]!r} in row {bad.index[0] + 2}, "
-                         f"expected one of {', '.join(allowed)}")
-
-
-def _sorted_unique(df: pd.DataFrame, source: Path) -> pd.DataFrame:
-    """``df`` sorted by video_id; FmkitError naming ``source`` when a video_id repeats."""
-    duplicated = df.loc[df["video_id"].duplicated(), "video_id"]
-    if len(duplicated):
-        raise FmkitError(f"{source}: video_id {duplicated.iloc[0]} is not unique")
-    return df.sort_values("video_id", kind="stable").reset_index(drop=True)
-
-
 def _result(scan: Scan, root: Path, layout: str) -> IndexResult:
     """Turn a layout scan into an :class:`IndexResult`; an index with no video is an error."""
     df = pd.DataFrame(scan.rows, columns=INDEX_COLUMNS).astype({"label": int})
     if df.empty:
         raise FmkitError(f"no videos indexed under {root} (layout {layout}; {len(scan.missing)} listed but absent, "
                          f"{len(scan.uncovered)} not covered by official splits)")
-    return IndexResult(_sorted_unique(df, root), sorted(scan.missing), sorted(scan.uncovered), layout)
+    return IndexResult(sorted_unique(df, root), sorted(scan.missing), sorted(scan.uncovered), layout)
 
 
 def _listing(items: list[str], what: str, max_listed: int) -> list[str]:

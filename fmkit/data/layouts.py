@@ -22,10 +22,9 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from fmkit import LABEL_FAKE, LABEL_REAL
+from fmkit.data.schema import LABEL_FAKE, LABEL_REAL, SPLITS
 from fmkit.errors import FmkitError
 
-SPLITS = ("train", "val", "test")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 FFPP_COMPRESSIONS = ("raw", "c23", "c40")
 FOLDER_TEST_FRACTION = 0.1

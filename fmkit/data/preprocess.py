@@ -2,7 +2,7 @@
 
 Output folder ``FACES``::
 
-    faces.csv                 the faces manifest (DESIGN.md): index columns + per-crop columns
+    faces.csv                 the faces manifest (docs/architecture.md): index columns + per-crop columns
     errors.csv                path, video_id, frame_idx, reason (unreadable videos, frames with no face)
     crops/<vid>/<frame>.jpg   the face crops (and masks/<vid>/<frame>.png for synthetic fakes)
     videos/<vid>.csv|.err.json  per-video records: a video with either is done and skipped on re-run
@@ -15,38 +15,23 @@ import json
 import os
 import re
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
 
-from fmkit.data.faces import FaceDetector, LANDMARK_NAMES, crop_square, square_region, track_main_face
-from fmkit.data.index import INDEX_COLUMNS, read_index
+from fmkit.config import PREPROCESS, resolve
+from fmkit.data.faces import FaceDetector, track_main_face
+from fmkit.data.schema import (ERROR_COLUMNS, ERRORS_FILE, FACE_COLUMNS, FACES_FILE, INDEX_COLUMNS, LANDMARK_COLUMNS,
+                               crop_square, index_root, read_index, square_region)
 from fmkit.data.video import probe, read_frames, sample_indices
 from fmkit.errors import FmkitError
 from fmkit.io import atomic_path, write_csv, write_json
 
-LANDMARK_COLUMNS = [f"{n}_{a}" for n in LANDMARK_NAMES for a in "xy"]
-FACE_COLUMNS = (INDEX_COLUMNS + ["frame_idx", "crop_path", "mask_path", "x1", "y1", "x2", "y2", "prob"]
-                + LANDMARK_COLUMNS + ["crop_x0", "crop_y0", "crop_side", "crop_size"])
-ERROR_COLUMNS = ["path", "video_id", "frame_idx", "reason"]
-
-
-@dataclass(frozen=True)
-class PreprocessConfig:
-    """Frames sampled per video, crop size (px), margin around the box, detector settings."""
-
-    frames: int = 32
-    size: int = 224
-    margin: float = 1.3
-    batch_size: int = 32
-    min_face_size: int = 20
-    device: str = "cpu"
-    jpeg_quality: int = 95
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -76,29 +61,12 @@ def mask_file(root: Path, rel_path: str) -> Path:
     return root / "masks" / Path(rel_path).with_suffix(".npz")
 
 
-def write_index(df: pd.DataFrame, path: str | os.PathLike, root: str | os.PathLike) -> Path:
-    """Write an index CSV and, beside it (``<name>.root.json``), the dataset root its paths are relative to."""
-    path = Path(path)
-    write_csv(df, path)
-    write_json({"root": str(Path(root).resolve())}, path.with_suffix(".root.json"))
-    return path
-
-
-def index_root(path: str | os.PathLike) -> Path:
-    """The dataset root recorded beside an index CSV by ``write_index``; else the CSV's folder."""
-    path = Path(path)
-    sidecar = path.with_suffix(".root.json")
-    if sidecar.is_file():
-        return Path(json.loads(sidecar.read_text())["root"])
-    return path.resolve().parent
-
-
 class _Worker:
     """Processes one video at a time with its own detector (one per process)."""
 
-    def __init__(self, root: Path, out: Path, cfg: PreprocessConfig) -> None:
+    def __init__(self, root: Path, out: Path, cfg: Mapping[str, Any]) -> None:
         self.root, self.out, self.cfg = root, out, cfg
-        self.detector = FaceDetector(cfg.device, cfg.batch_size, cfg.min_face_size)
+        self.detector = FaceDetector(cfg["device"], cfg["batch_size"], cfg["min_face_size"])
 
     def __call__(self, row: dict) -> tuple[list[dict], list[dict]]:
         """Crop one video; return (face rows, error rows) and record them under videos/."""
@@ -120,7 +88,7 @@ class _Worker:
     def _crop_video(self, row: dict, name: str) -> tuple[list[dict], list[dict]]:
         path = self.root / row["path"]
         cfg = self.cfg
-        indices = sample_indices(probe(path).num_frames, cfg.frames)
+        indices = sample_indices(probe(path).num_frames, cfg["frames"])
         frames = read_frames(path, indices)
         indices = indices[:len(frames)]
         masks = _load_masks(mask_file(self.root, row["path"]))
@@ -130,19 +98,19 @@ class _Worker:
             if face is None:
                 errors.append(self._error(row, idx, f"no face in frame {idx} of {row['path']}"))
                 continue
-            region = square_region(face.box, cfg.margin)
+            region = square_region(face.box, cfg["margin"])
             crop_rel = f"crops/{name}/{idx:06d}.jpg"
             with atomic_path(self.out / crop_rel) as tmp:
-                Image.fromarray(crop_square(frame, region, cfg.size)).save(tmp, quality=cfg.jpeg_quality)
+                Image.fromarray(crop_square(frame, region, cfg["size"])).save(tmp, quality=cfg["jpeg_quality"])
             mask_rel = ""
             if masks is not None and idx < len(masks):
                 mask_rel = f"masks/{name}/{idx:06d}.png"
                 with atomic_path(self.out / mask_rel) as tmp:
-                    Image.fromarray(crop_square(masks[idx], region, cfg.size)).save(tmp)
+                    Image.fromarray(crop_square(masks[idx], region, cfg["size"])).save(tmp)
             faces.append({**{c: row[c] for c in INDEX_COLUMNS}, "frame_idx": idx, "crop_path": crop_rel,
                           "mask_path": mask_rel, **dict(zip(("x1", "y1", "x2", "y2"), map(float, face.box))),
                           "prob": face.prob, **dict(zip(LANDMARK_COLUMNS, map(float, face.landmarks.ravel()))),
-                          "crop_x0": region[0], "crop_y0": region[1], "crop_side": region[2], "crop_size": cfg.size})
+                          "crop_x0": region[0], "crop_y0": region[1], "crop_side": region[2], "crop_size": cfg["size"]})
         return faces, errors
 
 
@@ -156,7 +124,7 @@ def _load_masks(path: Path) -> np.ndarray | None:
 _WORKER: _Worker | None = None
 
 
-def _init_worker(root: Path, out: Path, cfg: PreprocessConfig) -> None:
+def _init_worker(root: Path, out: Path, cfg: Mapping[str, Any]) -> None:
     global _WORKER
     import torch
 
@@ -169,7 +137,7 @@ def _run_in_worker(row: dict) -> tuple[list[dict], list[dict]]:
     return _WORKER(row)
 
 
-def _results(todo: list[dict], root: Path, out: Path, cfg: PreprocessConfig, workers: int) -> Iterator:
+def _results(todo: list[dict], root: Path, out: Path, cfg: Mapping[str, Any], workers: int) -> Iterator:
     if workers <= 1:
         worker = _Worker(root, out, cfg)
         yield from map(worker, todo)
@@ -196,16 +164,19 @@ class PreprocessSummary:
 
 
 def preprocess(index: str | os.PathLike | pd.DataFrame, out: str | os.PathLike, root: str | os.PathLike | None = None,
-               cfg: PreprocessConfig = PreprocessConfig(), workers: int = 1, shard: str | None = None,
+               cfg: Mapping[str, Any] | None = None, workers: int = 1, shard: str | None = None,
                retry_errors: bool = False, progress: bool = True) -> PreprocessSummary:
     """Crop the faces of every video of ``index`` (a CSV path or DataFrame) into ``out``.
 
     ``root`` is the dataset root the index paths are relative to (default: the one
-    recorded by ``write_index``, else the index CSV's folder). Videos already done in ``out`` are skipped (failed ones too, unless
+    recorded by ``write_index``, else the index CSV's folder). ``cfg``: settings of
+    :data:`fmkit.config.PREPROCESS` (frames, size, margin, ...; missing keys take their
+    defaults). Videos already done in ``out`` are skipped (failed ones too, unless
     ``retry_errors``). Writes ``faces.csv`` and ``errors.csv`` from every per-video record
     in ``out``, so shards written to one folder merge, and shards written to separate
     folders concatenate.
     """
+    cfg = resolve(PREPROCESS, cfg)
     if isinstance(index, pd.DataFrame):
         df, default_root = index, None
     else:
@@ -232,7 +203,7 @@ def preprocess(index: str | os.PathLike | pd.DataFrame, out: str | os.PathLike, 
     for faces, _ in bar:
         failed += not faces
     manifest, errors = collect(out)
-    write_json({**asdict(cfg), "index_root": str(root)}, out / "preprocess.json")
+    write_json({**cfg, "index_root": str(root)}, out / "preprocess.json")
     frames_without_face = int(errors["frame_idx"].notna().sum()) if len(errors) else 0
     return PreprocessSummary(len(rows), len(todo) - failed, len(rows) - len(todo), failed,
                              frames_without_face, len(manifest))
@@ -248,21 +219,6 @@ def collect(out: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
     errors = [e for p in sorted((out / "videos").glob("*.err.json")) for e in json.loads(p.read_text())]
     errors_df = pd.DataFrame(errors, columns=ERROR_COLUMNS)
     errors_df["frame_idx"] = errors_df["frame_idx"].astype("Int64")
-    write_csv(manifest, out / "faces.csv")
-    write_csv(errors_df, out / "errors.csv")
+    write_csv(manifest, out / FACES_FILE)
+    write_csv(errors_df, out / ERRORS_FILE)
     return manifest, errors_df
-
-
-def read_faces(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a faces manifest (``faces.csv`` or the folder holding it) and check its columns."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "faces.csv"
-    if not path.is_file():
-        raise FmkitError(f"faces manifest not found: {path} (run `fmkit preprocess` first)")
-    df = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"video_id": str, "source_id": str})
-    missing = [c for c in FACE_COLUMNS if c not in df.columns]
-    if missing:
-        raise FmkitError(f"{path} is not a faces manifest: missing columns {', '.join(missing)}")
-    df["mask_path"] = df["mask_path"].fillna("")
-    return df

@@ -37,18 +37,20 @@ import functools
 import json
 import os
 import zipfile
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import cv2
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from fmkit import LABEL_FAKE, LABEL_REAL, __version__
+from fmkit import __version__
+from fmkit.config import SYNTH, resolve
 from fmkit.data.blend import MaskParams, SBIParams, face_swap, self_blend, transform_box, transform_points
 from fmkit.data.layouts import carve_groups
+from fmkit.data.schema import LABEL_FAKE, LABEL_REAL
 from fmkit.data.video import write_video
 from fmkit.errors import FmkitError
 from fmkit.io import atomic_path, write_csv, write_json
@@ -58,6 +60,7 @@ FAKE_SUFFIX = {"selfblend": "sbi", "flicker": "flk"}
 SPLIT_FRACTIONS = {"test": 0.2, "val": 0.2}
 METADATA_COLUMNS = ["path", "source_id", "split", "identity", "method", "label", "donor"]
 DONE_FILE = "synth.json"
+DEFAULT_IDENTITIES = 8
 PARTIAL_FILE = ".synth-partial.json"
 
 #: Photos are resized so that the face box's longer side is this fraction of the frame size.
@@ -68,38 +71,6 @@ LFW_FACES = 100  # lfw_subset(): the first 100 images are faces, the rest are no
 #: Photos are detected in batches of this many, downsized to at most this side (px).
 DETECT_CHUNK = 8
 DETECT_MAX_SIDE = 320
-
-
-@dataclass(frozen=True)
-class SynthConfig:
-    """What to synthesise: ``videos`` real videos over ``identities`` photos (round-robin),
-    ``frames`` frames of ``size`` × ``size`` px at ``fps``, one fake per real video and method."""
-
-    videos: int = 16
-    identities: int = 8
-    frames: int = 16
-    size: int = 128
-    fps: int = 25
-    seed: int = 0
-    methods: tuple[str, ...] = METHODS
-
-    def validate(self) -> None:
-        """Raise FmkitError naming the first bad value."""
-        if self.identities < 3:
-            raise FmkitError(f"synth needs at least 3 identities (one per split), got {self.identities}")
-        if self.videos < self.identities:
-            raise FmkitError(f"synth needs at least one video per identity: videos={self.videos} "
-                             f"< identities={self.identities}")
-        if self.frames < 1:
-            raise FmkitError(f"synth frames must be at least 1, got {self.frames}")
-        if self.size < 32 or self.size % 2:
-            raise FmkitError(f"synth size must be even and at least 32 px, got {self.size}")
-        if self.fps < 1:
-            raise FmkitError(f"synth fps must be at least 1, got {self.fps}")
-        unknown = sorted(set(self.methods) - set(METHODS))
-        if unknown or not self.methods:
-            raise FmkitError(f"unknown synth method {unknown[0] if unknown else '(none given)'}: "
-                             f"expected some of {', '.join(METHODS)}")
 
 
 @dataclass(frozen=True)
@@ -372,22 +343,22 @@ def _rng(seed: int, *keys: int) -> np.random.Generator:
     return np.random.default_rng([seed, *keys])
 
 
-def _plan(cfg: SynthConfig) -> _Plan:
+def _plan(cfg: Mapping[str, Any]) -> _Plan:
     """Pick photos, assign identities to splits, videos to identities and faceswap donors."""
-    targets = select_photos(cfg.identities, cfg.size)
-    split_of = carve_groups([p.name for p in targets], SPLIT_FRACTIONS, cfg.seed)
-    video_identity = {f"r{i:03d}": targets[i % len(targets)].name for i in range(cfg.videos)}
+    targets = select_photos(cfg["identities"], cfg["size"])
+    split_of = carve_groups([p.name for p in targets], SPLIT_FRACTIONS, cfg["seed"])
+    video_identity = {f"r{i:03d}": targets[i % len(targets)].name for i in range(cfg["videos"])}
     members = {s: sorted(n for n, sp in split_of.items() if sp == s) for s in sorted(set(split_of.values()))}
-    lonely = [s for s, names in members.items() if len(names) < 2] if "faceswap" in cfg.methods else []
-    extra = select_photos(cfg.identities + len(lonely), cfg.size)[cfg.identities:]
+    lonely = [s for s, names in members.items() if len(names) < 2] if "faceswap" in cfg["methods"] else []
+    extra = select_photos(cfg["identities"] + len(lonely), cfg["size"])[cfg["identities"]:]
     donor_only = {p.name: s for p, s in zip(extra, lonely)}
     photos = {p.name: p for p in targets + extra}
     donor_of = {}
-    if "faceswap" in cfg.methods:
+    if "faceswap" in cfg["methods"]:
         for i, (vid, name) in enumerate(video_identity.items()):
             split = split_of[name]
             pool = [n for n in members[split] if n != name] or [n for n, s in donor_only.items() if s == split]
-            donor_of[vid] = pool[int(_rng(cfg.seed, DONOR_STREAM, i).integers(len(pool)))]
+            donor_of[vid] = pool[int(_rng(cfg["seed"], DONOR_STREAM, i).integers(len(pool)))]
     return _Plan(photos, video_identity, split_of, donor_only, donor_of)
 
 
@@ -416,10 +387,6 @@ def _check_out(out: Path, config: dict) -> None:
                          f"use a new or empty folder")
 
 
-def _json_config(cfg: SynthConfig) -> dict:
-    return json.loads(json.dumps(asdict(cfg)))
-
-
 def synthesize(out: str | os.PathLike, videos: int | None = None, frames: int | None = None,
                size: int | None = None, seed: int | None = 0, progress: bool = True, *,
                identities: int | None = None, fps: int | None = None,
@@ -430,43 +397,43 @@ def synthesize(out: str | os.PathLike, videos: int | None = None, frames: int | 
     skips what is already written; a non-empty folder that is not a synth output of the
     same config is refused (FmkitError).
     """
-    defaults = SynthConfig()
-    videos = defaults.videos if videos is None else videos
-    cfg = SynthConfig(videos=videos, identities=min(defaults.identities, videos) if identities is None else identities,
-                      frames=defaults.frames if frames is None else frames,
-                      size=defaults.size if size is None else size, fps=defaults.fps if fps is None else fps,
-                      seed=defaults.seed if seed is None else seed,
-                      methods=defaults.methods if methods is None else tuple(methods))
-    cfg.validate()
+    given = {"videos": videos, "frames": frames, "size": size, "seed": seed, "identities": identities, "fps": fps,
+             "methods": list(methods) if methods is not None else None}
+    cfg = resolve(SYNTH, {k: v for k, v in given.items() if v is not None})
+    if cfg["identities"] is None:
+        cfg["identities"] = min(DEFAULT_IDENTITIES, cfg["videos"])
+    if cfg["videos"] < cfg["identities"]:
+        raise FmkitError(f"synth needs at least one video per identity: videos={cfg['videos']} "
+                         f"< identities={cfg['identities']}")
     out = Path(out)
-    config = _json_config(cfg)
+    config = dict(cfg)
     _check_out(out, config)
     write_json({"config": config}, out / PARTIAL_FILE)
     plan = _plan(cfg)
     rows = []
-    bar = tqdm(total=cfg.videos * (1 + len(cfg.methods)), desc="synth videos", unit="video", disable=not progress)
+    bar = tqdm(total=cfg["videos"] * (1 + len(cfg["methods"])), desc="synth videos", unit="video", disable=not progress)
     for i, (vid, name) in enumerate(plan.video_identity.items()):
         split = plan.split_of[name]
-        clip = render_real(plan.photos[name], _rng(cfg.seed, 0, i), cfg.frames, cfg.size, cfg.fps)
+        clip = render_real(plan.photos[name], _rng(cfg["seed"], 0, i), cfg["frames"], cfg["size"], cfg["fps"])
         rel = f"real/{vid}.mp4"
         if not (out / rel).is_file():
-            write_video(out / rel, clip.frames, cfg.fps)
+            write_video(out / rel, clip.frames, cfg["fps"])
         rows.append([rel, vid, split, name, "real", LABEL_REAL, ""])
         bar.update()
-        for method in cfg.methods:
+        for method in cfg["methods"]:
             rel = f"fake/{method}/{_fake_id(method, vid, plan)}.mp4"
             mask_path = (out / "masks" / rel).with_suffix(".npz")
             if not ((out / rel).is_file() and mask_path.is_file()):
                 donor = plan.photos[plan.donor_of[vid]] if method == "faceswap" else None
-                fake, masks = make_fake(method, clip, _rng(cfg.seed, 1 + METHODS.index(method), i), donor)
+                fake, masks = make_fake(method, clip, _rng(cfg["seed"], 1 + METHODS.index(method), i), donor)
                 write_masks(mask_path, masks)
-                write_video(out / rel, fake, cfg.fps)
+                write_video(out / rel, fake, cfg["fps"])
             rows.append([rel, vid, split, name, method, LABEL_FAKE, plan.donor_of[vid] if method == "faceswap" else ""])
             bar.update()
     bar.close()
     write_csv(pd.DataFrame(rows, columns=METADATA_COLUMNS).sort_values("path", ignore_index=True),
               out / "metadata.csv")
-    counts = {m: sum(r[4] == m for r in rows) for m in ("real", *cfg.methods)}
+    counts = {m: sum(r[4] == m for r in rows) for m in ("real", *cfg["methods"])}
     write_json({"config": config, "fmkit_version": __version__, "identities": plan.split_of,
                 "donor_only_identities": plan.donor_only, "counts": counts}, out / DONE_FILE)
     (out / PARTIAL_FILE).unlink()

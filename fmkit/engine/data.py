@@ -12,67 +12,23 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from fmkit.engine.distributed import DistEnv
 from fmkit.engine.rng import loader_generator, worker_init
+from fmkit.data.datasets import ClipDataset, FrameDataset
+from fmkit.data.schema import SPLITS, faces_root, read_faces
+from fmkit.data.transforms import build_transform
 from fmkit.errors import FmkitError
-
-SPLITS = ("train", "val", "test")
-
-
-class Resize:
-    """Resize the last two (spatial) dimensions of a frame (3, H, W) or clip (3, T, H, W)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if tuple(x.shape[-2:]) == (self.size, self.size):
-            return x
-        flat = x.reshape(1, -1, *x.shape[-2:])
-        out = F.interpolate(flat, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
-        return out.reshape(*x.shape[:-2], self.size, self.size)
-
-
-class RandomHFlip:
-    """Mirror a frame or a whole clip left-right with probability 1/2 (torch's global RNG)."""
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return x.flip(-1) if torch.rand(()) < 0.5 else x
-
-
-class Compose:
-    """Apply transforms in order."""
-
-    def __init__(self, *transforms: Any) -> None:
-        self.transforms = transforms
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        for t in self.transforms:
-            x = t(x)
-        return x
-
-
-def _transform(cfg: Mapping[str, Any], train: bool) -> Compose:
-    steps: list[Any] = [Resize(cfg["size"])] if cfg["size"] else []
-    if train and cfg["hflip"]:
-        steps.append(RandomHFlip())
-    return Compose(*steps)
-
 
 def build_datasets(data: str | os.PathLike, cfg: Mapping[str, Any]) -> dict[str, Dataset]:
     """The split datasets of a faces folder (or its ``faces.csv``) for the ``data`` config."""
-    from fmkit.data.datasets import ClipDataset, FrameDataset
-    from fmkit.data.preprocess import read_faces
-
     path = Path(data)
     frame = read_faces(path)
-    root = path if path.is_dir() else path.parent
+    root = faces_root(path)
     out: dict[str, Dataset] = {}
     for split in SPLITS:
-        transform = _transform(cfg, train=split == "train")
+        transform = build_transform(cfg["size"], split == "train", **cfg["augment"])
         if cfg["kind"] == "frame":
             out[split] = FrameDataset(frame, split=split, transform=transform, root=root)
         else:

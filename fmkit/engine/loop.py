@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,7 @@ from fmkit.engine.data import eval_loader
 from fmkit.engine.hooks import TrainContext, call_hooks
 from fmkit.errors import FmkitError
 from fmkit.metrics import compute_metrics
+from fmkit.models.modes import eval_mode
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -144,17 +145,6 @@ def _model_device(model: nn.Module) -> torch.device:
     return next(iter(model.parameters()), torch.empty(0)).device
 
 
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
-
-
 def _gathered(idx: np.ndarray, columns: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
     parts = distributed.all_gather((idx, columns))
     order = np.concatenate([p[0] for p in parts])
@@ -178,7 +168,7 @@ def predict(model: nn.Module, dataset: Dataset, *, batch_size: int = 64, device:
     model.to(device)
     shard, idx = _shard(dataset)
     probs, labels = [], []
-    with _eval_mode(model):
+    with eval_mode(model):
         for batch in tqdm(eval_loader(shard, batch_size, num_workers, device.type == "cuda"), desc="predict",
                           leave=False, disable=not progress or distributed.world()[0] != 0):
             x, y = to_device(batch[0], device), batch[1]
@@ -214,7 +204,7 @@ def mean_loss(model: nn.Module, dataset: Dataset, *, batch_size: int = 64, devic
     step_module = LossModule(model.to(device))
     shard, _ = _shard(dataset)
     total = torch.zeros(2, dtype=torch.float64, device=device)        # (loss sum, items)
-    with _eval_mode(model):
+    with eval_mode(model):
         for batch in eval_loader(shard, batch_size, num_workers, device.type == "cuda"):
             batch = to_device(batch, device)
             with autocast(device, amp):

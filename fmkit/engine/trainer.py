@@ -25,7 +25,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -35,7 +35,8 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from fmkit.engine import distributed
-from fmkit.engine.config import MONITORS, RESUMABLE_CHANGES, config_changes, dump_yaml, resolve_config
+from fmkit.config import MONITORS, RESUMABLE_CHANGES, config_changes, dump_yaml, resolve_config
+from fmkit.engine.callbacks import build_callbacks
 from fmkit.engine.data import build_datasets, check_datasets, train_loader
 from fmkit.engine.distributed import DistEnv
 from fmkit.engine.hooks import TrainContext, call_hooks, is_detector
@@ -45,12 +46,10 @@ from fmkit.engine.rng import get_rng_state, seed_everything, set_rng_state
 from fmkit.errors import FmkitError
 from fmkit.io import atomic_path, write_csv
 from fmkit.metrics import compute_metrics
-from fmkit.models.checkpoint import read_checkpoint, save_checkpoint
+from fmkit.models.checkpoint import BEST, LAST, read_checkpoint, save_checkpoint
 from fmkit.models.registry import create_model
 
 CONFIG = "config.yaml"
-LAST = Path("checkpoints") / "last.pt"
-BEST = Path("checkpoints") / "best.pt"
 HISTORY = "metrics.csv"
 SUMMARY = "metrics.json"
 PREDICTIONS = "test_predictions.csv"
@@ -89,6 +88,18 @@ def _run_config(config: Mapping[str, Any] | str | os.PathLike | None, run: Path,
     return cfg
 
 
+def lr_factor(scheduler: str, warmup: int, epochs: int) -> Callable[[int], float]:
+    """lr multiplier of epoch ``e`` (0-based): linear warm-up from 1/10 over ``warmup`` epochs, then
+    constant (``none``) or a half cosine from 1 towards 0 over the remaining epochs (``cosine``)."""
+    def factor(e: int) -> float:
+        if e < warmup:
+            return 0.1 + 0.9 * e / warmup
+        if scheduler == "none":
+            return 1.0
+        return 0.5 * (1 + math.cos(math.pi * (e - warmup) / max(epochs - warmup, 1)))
+    return factor
+
+
 def _better(value: float, best: float | None, larger: bool) -> bool:
     if math.isnan(value):
         return False
@@ -121,7 +132,7 @@ class Trainer:
             ids = [device.index] if device.type == "cuda" else None
             step_module = DistributedDataParallel(step_module, device_ids=ids)
         self.step_module = step_module
-        self.hooks: list[object] = [self.model, *callbacks]
+        self.hooks: list[object] = [self.model, *build_callbacks(cfg['model']['name'], cfg['callbacks'], callbacks)]
         self.ctx = TrainContext(config=cfg, run_dir=run, data=data, datasets=datasets, model=self.model,
                                 optimizer=self.optimizer, device=device, env=env)
         self.epoch, self.best_epoch, self.best_value = 0, None, None
@@ -140,10 +151,11 @@ class Trainer:
         return cls(params, lr=o["lr"], weight_decay=o["weight_decay"])
 
     def _scheduler(self) -> torch.optim.lr_scheduler.LambdaLR | None:
-        if self.cfg["optim"]["scheduler"] == "none":
+        o = self.cfg["optim"]
+        if o["scheduler"] == "none" and not o["warmup_epochs"]:
             return None
-        total = self.cfg["epochs"]                              # cosine from lr (epoch 1) towards 0
-        return torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda e: 0.5 * (1 + math.cos(math.pi * e / total)))
+        return torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(o["scheduler"], o["warmup_epochs"],
+                                                                           self.cfg["epochs"]))
 
     def _restore(self, state: dict[str, Any]) -> None:
         """Continue from a ``last.pt`` payload (and rewrite ``best.pt`` if a kill lost it)."""

@@ -16,18 +16,15 @@ from torch.utils.data import DataLoader, Dataset
 
 from sklearn.metrics import roc_auc_score
 
+from fmkit.models.modes import eval_mode
+
 
 def layer_activations(model: nn.Module, images: Tensor) -> Tensor:
     """The analysed layer's output (N, C, h, w): whitened features, or the same layer of a baseline."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            if hasattr(model, "whitened_features"):
-                return model.whitened_features(images)
-            return model.features_at(images)
-    finally:
-        model.train(was_training)
+    with eval_mode(model):
+        if hasattr(model, "whitened_features"):
+            return model.whitened_features(images)
+        return model.features_at(images)
 
 
 def _batches(data: Dataset | Iterable[Tensor], batch_size: int) -> Iterable[Tensor]:

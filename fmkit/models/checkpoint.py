@@ -22,7 +22,9 @@ from fmkit.io import atomic_path
 from fmkit.models.registry import create_model
 
 FORMAT = "fmkit-checkpoint-1"
-RUN_CHECKPOINT = Path("checkpoints") / "best.pt"
+#: Checkpoints inside a run folder (``fmkit train``): the best epoch on validation, and the last one.
+BEST = Path("checkpoints") / "best.pt"
+LAST = Path("checkpoints") / "last.pt"
 
 
 def _plain(value: Any) -> Any:
@@ -72,9 +74,9 @@ def checkpoint_path(path: str | os.PathLike) -> Path:
     """A checkpoint file as given, or a run folder's ``checkpoints/best.pt``."""
     path = Path(path)
     if path.is_dir():
-        best = path / RUN_CHECKPOINT
+        best = path / BEST
         if not best.is_file():
-            raise FmkitError(f"run folder {path} has no {RUN_CHECKPOINT} (has `fmkit train` finished an epoch there?)")
+            raise FmkitError(f"run folder {path} has no {BEST} (has `fmkit train` finished an epoch there?)")
         return best
     return path
 

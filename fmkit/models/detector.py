@@ -18,14 +18,14 @@ objectives (Chen, Bei & Rudin 2020):
   by one Cayley-transform step with line search on the orthogonal group
   (:meth:`WhiteningDetector.concept_step`); no network weight changes.
 
-Schedule: after the optimiser step of every batch with ``global_step % align_every == 0``,
-call ``model.concept_step([images_0, ..., images_{K-1}])`` with one batch (N_k, 3, H, W)
-of each concept, preprocessed like the training images. For more concept images than
-fit one batch, call ``accumulate_concept(k, images)`` repeatedly, then
-``model.whitening.update_rotation()``. ``model.whitening.whitening_error`` holds the
-last training batch's whitening error for logging. Call these on the unwrapped model
-(``ddp.module``) with the same concept images on every rank; DDP broadcasts buffers
-(R, running statistics) from rank 0.
+Schedule: the engine callback ``concept_alignment`` (``fmkit.engine.callbacks``, named by
+this model's registry entry) calls ``model.concept_step([images_0, ..., images_{K-1}])``
+after every ``every``-th optimizer step, with one batch (N_k, 3, H, W) of each concept,
+preprocessed like the training images. For more concept images than fit one batch, call
+``accumulate_concept(k, images)`` repeatedly, then ``model.whitening.update_rotation()``.
+``model.whitening.whitening_error`` holds the last training batch's whitening error. Call
+these on the unwrapped model (``ddp.module``) with the same concept images on every rank;
+DDP broadcasts buffers (R, running statistics) from rank 0.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from timm.layers import BatchNormAct2d
 from torch import Tensor, nn
 
 from fmkit.errors import FmkitError
+from fmkit.models.modes import eval_mode
 from fmkit.models.registry import register_model
 from fmkit.models.whitening import FeatureWhitening, Mode, RotationStep
 
@@ -75,16 +76,6 @@ def _capture(model: nn.Module, module: nn.Module, x: Tensor, *, inputs: bool) ->
     finally:
         handle.remove()
     return store["t"]
-
-
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
 
 
 def _create_backbone(name: str, checkpoint: str | Path | None) -> nn.Module:
@@ -150,7 +141,7 @@ class Baseline2D(_TimmFrameModel):
             self.default_layer = layer
 
 
-@register_model("whitening")
+@register_model("whitening", callbacks=("concept_alignment",))
 class WhiteningDetector(_TimmFrameModel):
     """A timm backbone whose BatchNorm ``layer`` is replaced by :class:`FeatureWhitening`.
 
@@ -161,13 +152,10 @@ class WhiteningDetector(_TimmFrameModel):
         mode, T, eps, momentum: of :class:`FeatureWhitening`.
         group_size: of :class:`FeatureWhitening`; None: the backbone's default in
             :data:`BACKBONES` (all channels, except 512 for xception41's 2048).
-        concepts: names of the concepts aligned with axes 0, 1, …, K−1, from
-            :data:`fmkit.data.concepts.CONCEPTS`; None (default): every concept the
-            training faces manifest supports (the four facial regions, plus
-            ``blend_boundary`` when it has ground-truth masks), resolved when training
-            starts; () : no alignment (pure decorrelation).
-        align_every: run :meth:`concept_step` every this many training batches.
-        concept_batch: images per concept in each alignment step.
+        concepts: names of the concepts aligned with axes 0, 1, …, K−1 (e.g. ``left_eye``,
+            ``blend_boundary``); None (default): every concept the training data
+            supports, set by the training callback through :meth:`set_concepts`;
+            () : no alignment (pure decorrelation).
     """
 
     def __init__(
@@ -181,8 +169,6 @@ class WhiteningDetector(_TimmFrameModel):
         momentum: float = 0.1,
         group_size: int | None = None,
         concepts: Sequence[str] | None = None,
-        align_every: int = 20,
-        concept_batch: int = 16,
     ) -> None:
         super().__init__(backbone, checkpoint)
         self.layer = layer or self.default_layer
@@ -194,11 +180,7 @@ class WhiteningDetector(_TimmFrameModel):
         concepts = () if concepts is None else concepts
         if len(concepts) > norm.num_features:
             raise ValueError(f"{len(concepts)} concepts for {norm.num_features} axes")
-        if align_every < 1:
-            raise ValueError(f"align_every must be at least 1, got {align_every}")
-        self.concepts, self.align_every, self.concept_batch = tuple(concepts), align_every, concept_batch
-        self._concept_sets: list = []
-        self._last_step: RotationStep | None = None
+        self.concepts = tuple(concepts)
         whitening = FeatureWhitening(
             norm.num_features, T=T, eps=eps, momentum=momentum, mode=mode,
             group_size=group_size or BACKBONES[backbone][1],
@@ -233,7 +215,7 @@ class WhiteningDetector(_TimmFrameModel):
         """
         if images.shape[0] == 0:
             return
-        with _eval_mode(self), torch.no_grad():
+        with eval_mode(self):
             x = _capture(self.backbone, self.whitening, images, inputs=True)
         self.whitening.accumulate_concept(concept, x)
 
@@ -252,8 +234,6 @@ class WhiteningDetector(_TimmFrameModel):
             self.accumulate_concept(k, images)
         return self.whitening.update_rotation()
 
-    # -- training hooks (fmkit.engine.hooks) ------------------------------------------------
-
     def get_extra_state(self) -> dict:
         """The concept names travel with the weights (axis k ↔ concepts[k])."""
         return {"concepts": list(self.concepts)}
@@ -261,37 +241,8 @@ class WhiteningDetector(_TimmFrameModel):
     def set_extra_state(self, state: dict) -> None:
         self.concepts = tuple(state.get("concepts", ()))
 
-    def on_train_start(self, ctx) -> None:
-        """Build the concept image sets from the training split of the faces folder."""
-        if not self.align:
-            return
-        from fmkit.data.concepts import concept_datasets
-
-        if ctx.data is None:
-            raise FmkitError("concept alignment needs a faces folder to build its concept images from "
-                             "(train from a faces folder, or pass concepts=() for no alignment)")
-        sets = concept_datasets(ctx.data, self.concepts or None, split="train", size=ctx.config["data"]["size"])
-        if len(sets) > self.whitening.num_features:
-            raise FmkitError(f"{len(sets)} concepts for {self.whitening.num_features} axes of {self.layer}")
-        self.concepts, self._concept_sets = tuple(sets), list(sets.values())
-
-    def on_epoch_start(self, ctx) -> None:
-        """Forget the previous epoch's alignment step, so each row logs its own epoch's (resumes alike)."""
-        self._last_step = None
-
-    def on_train_batch_end(self, ctx, batch) -> None:
-        """Every ``align_every`` optimizer steps: one concept-alignment step (rotation R only)."""
-        if not self._concept_sets or ctx.global_step % self.align_every:
-            return
-        from fmkit.data.concepts import sample_concept_batch
-
-        batches = [sample_concept_batch(ds, self.concept_batch, (ctx.config["seed"], k, ctx.global_step)).to(ctx.device)
-                   for k, ds in enumerate(self._concept_sets)]
-        self._last_step = self.concept_step(batches)
-
-    def on_epoch_end(self, ctx, row: dict) -> None:
-        """Log the whitening error of the last training batch and the objective of the epoch's last
-        alignment step (none when no alignment step fell in this epoch)."""
-        row["whitening_error"] = float(self.whitening.whitening_error)
-        if self._last_step is not None:
-            row["concept_objective"] = self._last_step.after
+    def set_concepts(self, names: Sequence[str]) -> None:
+        """Name the aligned axes: axis k ↔ ``names[k]`` (at most one axis per channel)."""
+        if len(names) > self.whitening.num_features:
+            raise FmkitError(f"{len(names)} concepts for {self.whitening.num_features} axes of {self.layer}")
+        self.concepts = tuple(names)

@@ -1,6 +1,8 @@
 """The one model registry: ``register_model``, ``create_model(name, **kw)``, ``list_models``.
 
-A registered factory is any callable returning an ``nn.Module`` (usually the class).
+A registered factory is any callable returning an ``nn.Module`` (usually the class). An
+entry may name engine callbacks its training needs (``callbacks=("concept_alignment",)``):
+names only, since models import nothing from the engine; the engine builds them.
 ``create_model`` stores ``{"name": name, **kw}`` on the model as ``model.fmkit_config``,
 so that a checkpoint can carry the config and rebuild the model with
 ``create_model(**config)``.
@@ -19,18 +21,31 @@ from fmkit.errors import FmkitError
 Factory = TypeVar("Factory", bound=Callable[..., nn.Module])
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+_CALLBACKS: dict[str, tuple[str, ...]] = {}
 
 
-def register_model(name: str) -> Callable[[Factory], Factory]:
-    """Decorator: register ``factory`` under ``name`` (each name once)."""
+def register_model(name: str, callbacks: tuple[str, ...] = ()) -> Callable[[Factory], Factory]:
+    """Decorator: register ``factory`` under ``name`` (each name once), with the engine callbacks it trains with."""
 
     def decorate(factory: Factory) -> Factory:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
         _REGISTRY[name] = factory
+        _CALLBACKS[name] = tuple(callbacks)
         return factory
 
     return decorate
+
+
+def unregister_model(name: str) -> None:
+    """Remove a registered model (tests register throw-away models)."""
+    _REGISTRY.pop(name, None)
+    _CALLBACKS.pop(name, None)
+
+
+def model_callbacks(name: str) -> tuple[str, ...]:
+    """Names of the engine callbacks that model ``name`` trains with (its registry entry)."""
+    return _CALLBACKS.get(name, ())
 
 
 def list_models() -> list[str]:

@@ -1,12 +1,14 @@
-r"""Feature whitening: ZCA decorrelation (IterNorm) followed by a concept-aligned rotation.
+r"""Feature whitening: ZCA decorrelation (IterNorm or exact), then a concept-aligned rotation.
 
-This is the Concept Whitening layer of Chen, Bei & Rudin (2020), "Concept whitening for
+The Concept Whitening layer of Chen, Bei & Rudin (2020), "Concept whitening for
 interpretable image recognition" (Nature Machine Intelligence 2, 772-782), built on the
-ZCA whitening of IterNorm (Huang et al., CVPR 2019). It replaces one BatchNorm of a CNN.
+ZCA whitening of IterNorm (Huang et al., CVPR 2019). :class:`FeatureWhitening` replaces one
+BatchNorm of a CNN: input x of shape (N, C) or (N, C, *S) (``S`` = spatial dims), output
+z = R x̂ of the same shape and dtype. How well it whitens real features (whitening error
+and correlation per mode, T and group size) is measured in ``docs/measurements.md``.
 
-**Decorrelation.** A batch x of shape (N, C, *S) (``S`` = spatial dims, possibly none) is
-flattened to a C × m matrix X (m = N·∏S) and centred, X_c = X − μ. Per group of
-``group_size`` channels (one group of C channels by default):
+**Decorrelation.** x is flattened to a C × m matrix X (m = N·∏S) and centred,
+X_c = X − μ. Per group of ``group_size`` channels (one group of C channels by default):
 
 .. math::
     Σ = εI + \tfrac1m X_c X_cᵀ,\quad Σ_N = Σ / \operatorname{tr}Σ,\quad
@@ -17,18 +19,16 @@ flattened to a C × m matrix X (m = N·∏S) and centred, X_c = X − μ. Per gr
 W = U Λ^{-1/2} Uᵀ from the eigendecomposition Σ = U Λ Uᵀ, back-propagated with the
 Daleckii-Krein formula (stable even for repeated eigenvalues). In training, running
 estimates μ̄ ← (1−α)μ̄ + αμ and W̄ ← (1−α)W̄ + αW (α = ``momentum``) are kept; eval
-uses x̂ = W̄ (X − μ̄).
+uses x̂ = W̄ (X − μ̄). A training batch with fewer columns m than channels per group has a
+singular covariance; the layer warns once.
 
-**Numerical safety.** All whitening math runs in float64 with autocast disabled; the
-output is cast back to the input's dtype. The Newton iterations run in their coupled
-form (Higham 1997): Y_0 = Σ_N, T_k = ½(3I − P_k Y_k), Y_{k+1} = Y_k T_k,
-P_{k+1} = T_k P_k, with both iterates symmetrised, M ← (M + Mᵀ)/2. In exact arithmetic
-Y_k = Σ_N P_k and P_k is exactly IterNorm's P_k above; in floating point the uncoupled
-recursion amplifies rounding errors by about κ(Σ)/4 per step near convergence, and on
-ill-conditioned features it reached NaN within 30 steps even in float64, while the
-coupled one stayed finite and kept converging (tested up to T = 100). Σ itself must be
-float64: a float32 covariance of rank-deficient features has negative eigenvalues below
-−ε, on which the iteration diverges.
+**Numerical safety.** All whitening math runs in float64 (Σ included) with autocast
+disabled; the output is cast back to the input's dtype. The Newton iterations run in their
+coupled form (Higham 1997): Y_0 = Σ_N, T_k = ½(3I − P_k Y_k), Y_{k+1} = Y_k T_k,
+P_{k+1} = T_k P_k, with both iterates symmetrised, M ← (M + Mᵀ)/2; in exact arithmetic
+Y_k = Σ_N P_k and P_k is IterNorm's P_k above. A training batch whose iterates are not
+finite is whitened by the exact mode instead and counted in the buffer ``fallbacks``.
+Why the coupled form and a float64 Σ: ``docs/measurements.md``.
 
 **Whitening error.** Each training forward stores, in the buffer ``whitening_error``,
 e = ‖W Σ Wᵀ − I‖_F / √C (summed over groups). For the iterative mode W is a polynomial
@@ -36,7 +36,7 @@ in Σ, so e is the root-mean-square over the C eigen-directions of (whitened var
 e = 0.3 means the directions are whitened to variances about 30 % off 1.
 
 **Constraint.** The output is z = R x̂ with R an orthogonal C × C matrix (block diagonal,
-one G × G block per group), a buffer initialised to I and not trained by back-prop.
+one block per group), a buffer initialised to I and not trained by back-prop.
 Axis k is aligned with concept k by maximising (Concept Whitening, Algorithm 1)
 
 .. math::
@@ -49,35 +49,8 @@ Q(τ) = (I + τ/2·A)^{-1} (I − τ/2·A), R ← Q(τ) R. The step is an ascent
 exceeds 2·atan(step/2)) and is halved until the objective improves. The objective
 compared is J linearised at the current arg-max positions; the true J (max over
 positions) is never below it, so an accepted step never lowers the true J.
-Use :meth:`accumulate_concept` for each concept's examples, then :meth:`update_rotation`.
-
-**How well it whitens (measured).** Features: the input of timm ``resnet18``
-(pretrained=False, so random weights) ``layer4.1.bn2``, C = 512, the network in train
-mode after 20 warm-up forwards; images are random noise or crops of scikit-image photos
-(astronaut, coffee, chelsea, ...). e is the whitening error above; |r| the mean
-|off-diagonal correlation| of the layer's output (the input's in the last column):
-
-==========================================  =======  =======  =======  =====  ========
-features (m = columns of X)                 exact e  T=5 e    T=10 e   T=20 e input |r|
-==========================================  =======  =======  =======  =====  ========
-noise, 32 × 224 px (m = 1568)               7e-15    0.91     0.15     5e-15  0.050
-photos, 32 × 224 px (m = 1568)              1e-14    0.92     0.27     1e-14  0.083
-photos, post-ReLU layer4 output (m = 1568)  1e-13    0.95     0.62     2e-13  0.176
-photos, 16 × 112 px (m = 256 < C)           6e-11    0.93     0.73     0.49   0.098
-==========================================  =======  =======  =======  =====  ========
-
-Output |r| for the same rows: exact 0.000 / 0.000 / 0.000 / 0.035; iterative T = 10
-0.005 / 0.009 / 0.025 / 0.037. So the default T = 10 under-whitens the small-eigenvalue
-directions (its e of 0.15-0.73 says they are left with variances well below 1: each
-Newton step scales them by at most 1.5) but still removes most correlation; T = 20 or
-the exact mode whiten to rounding error when m > C. With m < C the covariance is
-rank-deficient: the exact mode whitens the data subspace (the ε-regularised rest holds
-no data) and no mode can make the sample correlations vanish. Group-wise whitening
-(G = 64, T = 10) whitens each group almost exactly (e ≤ 5e-3) but leaves the
-cross-group correlation (output |r| 0.027-0.054). In eval, the running W̄ after 30
-batches applied to a new batch of photo features gave ‖cov(x̂) − I‖_F/√C = 1.2 (exact)
-and 0.84 (iterative, T = 10), |r| 0.026 for both: the exact inverse square root
-fully amplifies the small-eigenvalue directions, whose batch estimates are noisy.
+Use :meth:`FeatureWhitening.accumulate_concept` for each concept's examples, then
+:meth:`FeatureWhitening.update_rotation`.
 """
 
 from __future__ import annotations
