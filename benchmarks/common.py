@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from fmkit.data.index import build_index
-from fmkit.data.preprocess import PreprocessConfig, PreprocessSummary, preprocess
+from fmkit.data.preprocess import PreprocessSummary, preprocess
 from fmkit.data.synth import synthesize
 
 
@@ -30,6 +30,6 @@ def synth_faces(tmp: str | Path, *, videos: int, frames: int, size: int, sample:
     """Synthetic videos in ``tmp/data``, their face crops in ``tmp/faces``; returns (faces folder, summary)."""
     tmp = Path(tmp)
     index = synth_index(tmp / "data", videos=videos, frames=frames, size=size, seed=seed, identities=identities)
-    summary = preprocess(index, tmp / "faces", root=tmp / "data", cfg=PreprocessConfig(frames=sample, size=crop),
+    summary = preprocess(index, tmp / "faces", root=tmp / "data", cfg={"frames": sample, "size": crop},
                          workers=workers, progress=False)
     return tmp / "faces", summary

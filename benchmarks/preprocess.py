@@ -16,7 +16,8 @@ from pathlib import Path
 
 from common import synth_index
 from fmkit.data.faces import FaceDetector
-from fmkit.data.preprocess import PreprocessConfig, preprocess
+from fmkit.config import PREPROCESS, resolve
+from fmkit.data.preprocess import preprocess
 from fmkit.data.video import probe, read_frames, sample_indices
 
 
@@ -34,8 +35,8 @@ def main() -> None:
         tmp = Path(tmp)
         index = synth_index(tmp / "data", videos=args.videos, frames=args.frames, size=args.size, seed=0)
         paths = [tmp / "data" / p for p in index["path"]]
-        cfg = PreprocessConfig(frames=args.sample, size=args.crop)
-        detector = FaceDetector(cfg.device, cfg.batch_size, cfg.min_face_size)
+        cfg = resolve(PREPROCESS, {"frames": args.sample, "size": args.crop})
+        detector = FaceDetector(cfg["device"], cfg["batch_size"], cfg["min_face_size"])
 
         def decode() -> list:
             return [read_frames(p, sample_indices(probe(p).num_frames, args.sample)) for p in paths]

@@ -59,12 +59,13 @@ import torch
 from torch import nn
 
 from common import synth_faces
+from fmkit.config import train_config
 from fmkit.data.concepts import concept_datasets
 from fmkit.data.datasets import FrameDataset
-from fmkit.data.preprocess import read_faces
+from fmkit.data.schema import read_faces
 from fmkit.data.synth import METHODS
-from fmkit.engine import TrainContext, resolve_config, train
-from fmkit.engine.data import Resize
+from fmkit.data.transforms import build_transform
+from fmkit.engine import ConceptAlignment, TrainContext, train
 from fmkit.engine.loop import LossModule
 from fmkit.engine.trainer import resolve_device
 from fmkit.interpret.concepts import concept_auc, feature_correlation, mean_abs_offdiag
@@ -132,17 +133,17 @@ def parse_args() -> argparse.Namespace:
                    help="BatchNorm replaced by the whitening (and analysed in the baseline); "
                         "default: the model's default if a batch gives it >= 2 feature columns per channel, "
                         f"else {SMALL_CROP_LAYER}")
-    m.add_argument("--mode", default="exact", choices=["exact", "iterative"], help="whitening mode")
-    m.add_argument("--T", type=int, default=10, help="Newton iterations (iterative mode)")
-    m.add_argument("--group-size", type=int, default=0, help="whitening group size; 0: the model's default")
-    m.add_argument("--momentum", type=float, default=0.1, help="momentum of the whitening's running statistics")
-    m.add_argument("--align-every", type=int, default=4, help="concept alignment every this many steps")
-    m.add_argument("--concept-batch", type=int, default=16, help="images per concept in an alignment step")
-    t = ap.add_argument_group("training")
-    t.add_argument("--epochs", type=int, default=8)
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr", type=float, default=1e-3, help="adam learning rate")
-    t.add_argument("--scheduler", default="cosine", choices=["cosine", "none"])
+    m.add_argument("--mode", default=None, choices=["exact", "iterative"], help="whitening mode (default: recipe's)")
+    m.add_argument("--T", type=int, default=None, help="Newton iterations (iterative mode)")
+    m.add_argument("--group-size", type=int, default=None, help="whitening group size (default: the model's)")
+    m.add_argument("--momentum", type=float, default=None, help="momentum of the whitening's running statistics")
+    m.add_argument("--align-every", type=int, default=None, help="concept alignment every this many steps")
+    m.add_argument("--concept-batch", type=int, default=None, help="images per concept in an alignment step")
+    t = ap.add_argument_group("training (default: the recipes in fmkit/configs/train/)")
+    t.add_argument("--epochs", type=int, default=None)
+    t.add_argument("--batch-size", type=int, default=None)
+    t.add_argument("--lr", type=float, default=None, help="learning rate")
+    t.add_argument("--scheduler", default=None, choices=["cosine", "none"])
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="cpu", help="cpu, cuda or auto (the step-time target is for CPU)")
     t.add_argument("--timing-rounds", type=int, default=10,
@@ -172,16 +173,23 @@ def default_layer(backbone: str, crop: int, batch: int) -> str:
     return SMALL_CROP_LAYER[backbone]
 
 
+def given(layer: dict[str, Any]) -> dict[str, Any]:
+    """A config layer without its None values (options left to the recipe)."""
+    out = {k: given(v) if isinstance(v, dict) else v for k, v in layer.items() if v is not None}
+    return {k: v for k, v in out.items() if v != {}}
+
+
 def configs(args: argparse.Namespace, layer: str) -> dict[str, dict[str, Any]]:
-    """The two training configs: identical but for the model."""
+    """The two training configs: the packaged recipes with the options given here; identical but for the model."""
     shared = {"data": {"size": args.crop, "batch_size": args.batch_size, "num_workers": 0},
-              "optim": {"lr": args.lr, "optimizer": "adam", "scheduler": args.scheduler},
+              "optim": {"lr": args.lr, "scheduler": args.scheduler},
               "epochs": args.epochs, "seed": args.seed, "device": args.device}
-    whitening = {"name": "whitening", "backbone": args.backbone, "layer": layer, "mode": args.mode, "T": args.T,
-                 "group_size": args.group_size or None, "momentum": args.momentum,
-                 "align_every": args.align_every, "concept_batch": args.concept_batch}
-    return {"baseline2d": resolve_config({**shared, "model": {"name": "baseline2d", "backbone": args.backbone}}),
-            "whitening": resolve_config({**shared, "model": whitening})}
+    model = {"backbone": args.backbone, "layer": layer}
+    whitening = {"mode": args.mode, "T": args.T, "group_size": args.group_size, "momentum": args.momentum}
+    align = {"every": args.align_every, "batch": args.concept_batch}
+    return {"baseline2d": train_config("baseline2d", given({**shared, "model": model})),
+            "whitening": train_config("whitening", given({**shared, "model": {**model, **whitening},
+                                                          "callbacks": {"concept_alignment": align}}))}
 
 
 def model_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -196,10 +204,11 @@ def time_steps(cfgs: dict[str, dict[str, Any]], faces: Path, rounds: int, run_di
     """
     device = resolve_device(cfgs["baseline2d"]["device"])
     data = cfgs["baseline2d"]["data"]
-    train_set = FrameDataset(faces, split="train", transform=Resize(data["size"]))
+    train_set = FrameDataset(faces, split="train", transform=build_transform(data["size"], train=False))
     items = [train_set[i] for i in range(min(data["batch_size"], len(train_set)))]
     batch = (torch.stack([x for x, _ in items]).to(device), torch.stack([y for _, y in items]).to(device))
     steps, ctx = {}, None
+    align = ConceptAlignment(**cfgs["whitening"]["callbacks"]["concept_alignment"])
     for name, cfg in cfgs.items():
         torch.manual_seed(cfg["seed"])
         model = create_model(name, **model_kwargs(cfg)).to(device).train()
@@ -208,14 +217,13 @@ def time_steps(cfgs: dict[str, dict[str, Any]], faces: Path, rounds: int, run_di
         if name == "whitening":
             ctx = TrainContext(config=cfg, run_dir=run_dir, data=faces, datasets={}, model=model, optimizer=opt,
                                device=device)
-            model.on_train_start(ctx)
+            align.on_train_start(ctx)
 
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
     times: dict[str, list[float]] = {"baseline2d": [], "whitening": [], "align": []}
-    whitening = steps["whitening"][0]
     for r in range(rounds + 1):
         for name in (MODELS if r % 2 == 0 else MODELS[::-1]):
             _, loss_module, opt = steps[name]
@@ -227,9 +235,9 @@ def time_steps(cfgs: dict[str, dict[str, Any]], faces: Path, rounds: int, run_di
             opt.step()
             sync()
             times[name].append(time.perf_counter() - start)
-        ctx.global_step = whitening.align_every * (r + 1)
+        ctx.global_step = align.every * (r + 1)
         start = time.perf_counter()
-        whitening.on_train_batch_end(ctx, batch)
+        align.on_train_batch_end(ctx, batch)
         sync()
         times["align"].append(time.perf_counter() - start)
     return {k: v[1:] for k, v in times.items()}
@@ -259,7 +267,7 @@ def analyse(run: Path, layer: str, faces: Path, size: int, concepts: list[str]) 
     summary = json.loads((run / "metrics.json").read_text())
     model = load(run)
     probe = model if hasattr(model, "whitened_features") else AtLayer(model, layer)
-    corr = feature_correlation(probe, FrameDataset(faces, split="test", transform=Resize(size)))
+    corr = feature_correlation(probe, FrameDataset(faces, split="test", transform=build_transform(size, train=False)))
     history = pd.read_csv(run / "metrics.csv")
     return {"auc": summary["test"]["auc"], "video_auc": summary["test"].get("video_auc", float("nan")),
             "best_epoch": summary["best_epoch"], "seconds": summary["seconds"],
@@ -275,7 +283,7 @@ def verdict(ok: bool) -> str:
 def main() -> None:
     args = parse_args()
     started = time.perf_counter()
-    layer = args.layer or default_layer(args.backbone, args.crop, args.batch_size)
+    layer = args.layer or default_layer(args.backbone, args.crop, args.batch_size or 32)
     cfgs = configs(args, layer)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -301,27 +309,29 @@ def main() -> None:
         manifest = read_faces(faces)
 
     base, wh = results["baseline2d"], results["whitening"]
-    wm = cfgs["whitening"]["model"]
+    wm = cfgs["whitening"]["callbacks"]["concept_alignment"]
+    tc = cfgs["whitening"]
     fw = create_model("whitening", **{k: v for k, v in model_kwargs(cfgs["whitening"]).items()}).whitening
     splits = manifest["split"].value_counts()
     print(f"data: {prep.videos_total} videos ({args.videos} real over {args.identities} identities, "
           f"{len(METHODS)} fakes each), {len(manifest)} face crops of {args.crop} px (train {splits.get('train', 0)}"
           f" / val {splits.get('val', 0)} / test {splits.get('test', 0)}); synth + preprocess {t_data:.0f} s")
-    m_cols, _ = feature_columns(args.backbone, layer, args.crop, args.batch_size)
+    m_cols, _ = feature_columns(args.backbone, layer, args.crop, tc["data"]["batch_size"])
     print(f"backbone {args.backbone}, analysed layer {layer} ({fw.num_features} channels, {m_cols} feature columns "
-          f"per batch{'' if m_cols >= fw.num_features else ': FEWER THAN CHANNELS'}); {args.epochs} epochs, "
-          f"batch {args.batch_size}, adam lr {args.lr:g} ({args.scheduler}), seed {args.seed}, device {args.device}, "
+          f"per batch{'' if m_cols >= fw.num_features else ': FEWER THAN CHANNELS'}); {tc['epochs']} epochs, "
+          f"batch {tc['data']['batch_size']}, {tc['optim']['optimizer']} lr {tc['optim']['lr']:g} "
+          f"({tc['optim']['scheduler']}, warm-up {tc['optim']['warmup_epochs']}), seed {args.seed}, device {args.device}, "
           f"torch threads {torch.get_num_threads()}")
     print(f"whitening settings: mode {fw.mode}" + (f", T {fw.T}" if fw.mode == "iterative" else "") +
           f", group_size {fw.group_size} ({fw.num_groups} group{'s' if fw.num_groups > 1 else ''}), "
-          f"momentum {fw.momentum:g}, eps {fw.eps:g}, align_every {wm['align_every']}, "
-          f"concept_batch {wm['concept_batch']}; axes 0..{len(concepts) - 1} = {', '.join(concepts)}")
+          f"momentum {fw.momentum:g}, eps {fw.eps:g}, alignment every {wm['every']} steps, "
+          f"{wm['batch']} images per concept; axes 0..{len(concepts) - 1} = {', '.join(concepts)}")
     print()
 
     factor = base["decorrelation"] / wh["decorrelation"] if wh["decorrelation"] > 0 else float("inf")
     step_b, step_w = statistics.median(timing["baseline2d"]), statistics.median(timing["whitening"])
     align = statistics.median(timing["align"])
-    step_w_total = step_w + align / wm["align_every"]
+    step_w_total = step_w + align / wm["every"]
     ratio = step_w_total / step_b
     loop_b, loop_w = (statistics.mean(timers[n].times) if timers[n].times else float("nan") for n in MODELS)
     cauc_b, cauc_w = (float(r["concept_auc"]["auc"].mean()) for r in (base, wh))
@@ -336,8 +346,8 @@ def main() -> None:
          "(baseline: same channels, reference)"),
         ("train step (s), alternating", f"{step_b:.3f}", f"{step_w_total:.3f}",
          f"ratio <= {TARGET_STEP_RATIO:g} on CPU: {ratio:.2f}  {verdict(ratio <= TARGET_STEP_RATIO)}"),
-        ("  of which concept alignment", "-", f"{align / wm['align_every']:.3f}",
-         f"({align:.2f} s every {wm['align_every']} steps; step alone: ratio {step_w / step_b:.2f})"),
+        ("  of which concept alignment", "-", f"{align / wm['every']:.3f}",
+         f"({align:.2f} s every {wm['every']} steps; step alone: ratio {step_w / step_b:.2f})"),
         ("train step (s), training loops", f"{loop_b:.3f}", f"{loop_w:.3f}",
          f"(check; the runs are sequential: ratio {loop_w / loop_b:.2f})"),
         ("training seconds (all epochs)", f"{base['seconds']:.0f}", f"{wh['seconds']:.0f}", "(incl. validation)"),

@@ -7,8 +7,8 @@ from torchvision.transforms import v2
 
 from fmkit.data.transforms import build_transform
 
-#: Every augmentation on, each with certainty where it has a probability.
-ALL = dict(hflip=True, color_jitter=0.4, blur=1.0, jpeg=(30, 90), rrc=0.5)
+#: Every augmentation on (blur always; colour jitter with its fixed probability 0.8).
+ALL = {"hflip": True, "color_jitter": 0.4, "blur": 1.0, "jpeg": (30, 90), "rrc": 0.5}
 
 
 def frame(h: int = 48, w: int = 40, seed: int = 0) -> torch.Tensor:
