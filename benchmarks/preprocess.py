@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 
 from common import synth_index
-from fmkit.data.faces import FaceDetector
+
 from fmkit.config import PREPROCESS, resolve
+from fmkit.data.faces import FaceDetector
 from fmkit.data.preprocess import preprocess
 from fmkit.data.video import probe, read_frames, sample_indices
 

@@ -56,9 +56,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from common import synth_faces
 from torch import nn
 
-from common import synth_faces
 from fmkit.config import train_config
 from fmkit.data.concepts import concept_datasets
 from fmkit.data.datasets import FrameDataset

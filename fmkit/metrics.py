@@ -11,7 +11,7 @@ probabilities, and the metrics are computed over videos.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd

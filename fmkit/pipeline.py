@@ -10,9 +10,10 @@ notebooks skip finished work.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 

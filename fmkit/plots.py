@@ -5,8 +5,8 @@ Every function returns its matplotlib Figure, so callers choose to show or save 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np

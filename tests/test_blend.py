@@ -97,7 +97,7 @@ def test_colour_transfer_matches_the_target_statistics_in_the_mask(astronaut, ho
     np.testing.assert_allclose(_masked_mean(out, mask), _masked_mean(target, mask), atol=0.01)
     np.testing.assert_allclose(blend.to_float(out)[mask > 0.5].std(0), blend.to_float(target)[mask > 0.5].std(0),
                                atol=0.02)
-    lab = lambda im: cv2.cvtColor(blend.to_float(im), cv2.COLOR_RGB2LAB)[mask > 0.5].mean(0)  # noqa: E731
+    lab = lambda im: cv2.cvtColor(blend.to_float(im), cv2.COLOR_RGB2LAB)[mask > 0.5].mean(0)
     out_lab = blend.colour_transfer(source, target, mask, space="lab")
     np.testing.assert_allclose(lab(out_lab), lab(target), atol=1.5)  # L in 0..100, a/b in about ±100
     with pytest.raises(ValueError, match="colour space"):
@@ -131,7 +131,7 @@ def test_self_blend_changes_the_image_only_under_its_mask(astronaut):
     rng = np.random.default_rng(3)
     out, mask = blend.self_blend(astronaut, ASTRONAUT_LM, rng, box=ASTRONAUT_BOX)
     assert out.shape == astronaut.shape and out.dtype == np.uint8
-    assert mask.shape == (512, 512) and mask.dtype == np.float32 and 0 <= mask.min() and mask.max() <= 1
+    assert mask.shape == (512, 512) and mask.dtype == np.float32 and mask.min() >= 0 and mask.max() <= 1
     changed = np.any(out != astronaut, axis=2)
     assert changed.sum() > 500, "the self-blend must change the face"
     assert not changed[mask == 0].any(), "pixels outside the mask must stay as they were"
@@ -154,7 +154,7 @@ def test_self_blend_is_reproducible_from_its_parameters(astronaut):
 def test_self_blend_works_on_float_images(astronaut):
     img = blend.to_float(astronaut)
     out, mask = blend.self_blend(img, ASTRONAUT_LM, np.random.default_rng(6))
-    assert out.dtype == np.float32 and 0 <= out.min() and out.max() <= 1
+    assert out.dtype == np.float32 and out.min() >= 0 and out.max() <= 1
     assert not np.any(out != img, axis=2)[mask == 0].any()
 
 
@@ -169,9 +169,9 @@ def test_face_swap_puts_a_colour_matched_donor_face_under_the_mask(astronaut, ho
     # the donor's face lies on the target's landmarks: the swapped eye looks like the aligned donor's
     aligned, _ = blend.align_face(hopper, HOPPER_LM, ASTRONAUT_LM, astronaut.shape)
     (x, y) = np.round(ASTRONAUT_LM[0]).astype(int)
-    patch = lambda im: blend.to_float(im)[y - 6:y + 7, x - 6:x + 7].mean(2).ravel()  # noqa: E731
+    patch = lambda im: blend.to_float(im)[y - 6:y + 7, x - 6:x + 7].mean(2).ravel()
     assert np.corrcoef(patch(out), patch(aligned))[0, 1] > np.corrcoef(patch(out), patch(astronaut))[0, 1]
     # ... recoloured: the aligned donor's colours differ, the swapped face's match the target's
-    weighted = lambda im: (blend.to_float(im) * mask[..., None]).sum((0, 1)) / mask.sum()  # noqa: E731
+    weighted = lambda im: (blend.to_float(im) * mask[..., None]).sum((0, 1)) / mask.sum()
     assert np.abs(weighted(aligned) - weighted(astronaut)).max() > 0.05
     np.testing.assert_allclose(weighted(out), weighted(astronaut), atol=0.02)

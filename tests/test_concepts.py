@@ -2,8 +2,16 @@ import numpy as np
 import pytest
 import torch
 
-from fmkit.data.concepts import (CONCEPTS, FACE_CONCEPTS, ConceptDataset, boundary_centre, concept_datasets,
-                                 crop_patch, landmark_centre, sample_concept_batch)
+from fmkit.data.concepts import (
+    CONCEPTS,
+    FACE_CONCEPTS,
+    ConceptDataset,
+    boundary_centre,
+    concept_datasets,
+    crop_patch,
+    landmark_centre,
+    sample_concept_batch,
+)
 from fmkit.data.schema import read_faces
 from fmkit.errors import FmkitError
 
@@ -32,7 +40,7 @@ def test_concept_sets_from_a_synthetic_faces_manifest(synth_faces):
     assert len(sets["left_eye"]) == len(manifest)
     assert len(sets["blend_boundary"]) == ((manifest["label"] == 1) & (manifest["mask_path"] != "")).sum()
     x = sets["nose"][0]
-    assert x.shape == (3, 64, 64) and 0 <= float(x.min()) and float(x.max()) <= 1
+    assert x.shape == (3, 64, 64) and float(x.min()) >= 0 and float(x.max()) <= 1
     row = manifest.sort_values(["video_id", "frame_idx"]).iloc[0]
     le, re = landmark_centre(row, "left_eye"), landmark_centre(row, "right_eye")
     assert le[0] < re[0] and 0 < le[1] < 64, "landmarks map into the 64 px crop"

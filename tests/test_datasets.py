@@ -23,7 +23,7 @@ def test_frame_dataset_items_and_split_filter(faces_dir):
     ds = FrameDataset(faces_dir)
     assert len(ds) == len(manifest)
     x, y = ds[0]
-    assert x.shape == (3, 48, 48) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+    assert x.shape == (3, 48, 48) and x.dtype == torch.float32 and x.min() >= 0 and x.max() <= 1
     assert float(y) == float(manifest.sort_values(["video_id", "frame_idx"])["label"].iloc[0])
     for split in ["train", "val", "test"]:
         part = FrameDataset(faces_dir / "faces.csv", split=split)

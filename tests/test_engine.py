@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +18,15 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import Dataset
 
+from fmkit.config import parse_assignments
 from fmkit.data.schema import FACE_COLUMNS
 from fmkit.engine import evaluate, predict, resolve_config, train
 from fmkit.engine.data import train_loader
 from fmkit.engine.distributed import DistEnv
+from fmkit.engine.trainer import lr_factor
 from fmkit.errors import FmkitError
 from fmkit.models.checkpoint import load, read_checkpoint, save_checkpoint
-from fmkit.models.registry import create_model, register_model
+from fmkit.models.registry import create_model, register_model, unregister_model
 
 
 class TensorFaces(Dataset):
@@ -51,7 +55,6 @@ def splits() -> dict[str, TensorFaces]:
     return {"train": faces(24, 0), "val": faces(12, 1), "test": faces(12, 2)}
 
 
-@register_model("engine_test_cnn")
 class TinyCNN(nn.Module):
     """A frame detector with dropout, so training consumes the global RNG."""
 
@@ -65,7 +68,6 @@ class TinyCNN(nn.Module):
         return self.head(self.features(x)).squeeze(1)
 
 
-@register_model("engine_test_flip")
 class FlipDetector(nn.Module):
     """Scores ``sign · x[0, 0, 0]``; ``sign`` is +1 in epoch 2 only (set by a hook).
 
@@ -93,7 +95,6 @@ class FlipDetector(nn.Module):
         row["sign"] = float(self.sign)
 
 
-@register_model("engine_test_nan")
 class NanAfter(nn.Module):
     """A linear detector whose training loss turns NaN at training call ``nan_at``."""
 
@@ -283,24 +284,48 @@ def test_config_defaults_merge_and_validation(tmp_path) -> None:
     file.write_text("model: {name: engine_test_cnn, width: 2}\ndata: {kind: clip, clip_len: 4}\n")
     cfg = resolve_config(file)
     assert cfg["model"]["width"] == 2 and cfg["data"]["clip_len"] == 4 and cfg["data"]["batch_size"] == 32
-    bad = [({"model": "m", "optimizer": "adam"}, "unknown config key 'optimizer'"),
-           ({"model": "m", "optim": {"lrr": 1}}, "unknown config key 'optim.lrr'"),
-           ({"model": "m", "optim": {"optimizer": "rmsprop"}}, "optim.optimizer must be one of"),
-           ({"model": "m", "optim": {"lr": 0}}, "optim.lr must be a number > 0"),
-           ({"model": "m", "data": {"batch_size": 0}}, "data.batch_size must be an integer >= 1"),
-           ({"model": "m", "data": {"kind": "video"}}, "data.kind must be one of"),
-           ({"model": "m", "device": "gpu"}, "device must be"),
-           ({"model": "m", "amp": "yes"}, "amp must be true or false"),
-           ({"model": "m", "data": 3}, "data must be a mapping"),
-           ({"epochs": 2}, "model.name is missing")]
-    for config, message in bad:
-        with pytest.raises(FmkitError, match=message.replace(".", r"\.")):
-            resolve_config(config)
     file.write_text("model: [unclosed\n")
     with pytest.raises(FmkitError, match="not valid YAML"):
         resolve_config(file)
     with pytest.raises(FmkitError, match="cannot read config"):
         resolve_config(tmp_path / "missing.yaml")
+
+
+BAD_CONFIGS = {
+    "unknown top-level key": ({"model": "m", "optimizer": "adam"}, "unknown config key 'optimizer'; did you mean 'optim.optimizer'?"),
+    "unknown nested key": ({"model": "m", "optim": {"lrr": 1}}, "unknown config key 'optim.lrr'; did you mean 'optim.lr'?"),
+    "bad choice": ({"model": "m", "optim": {"optimizer": "rmsprop"}}, "optim.optimizer must be one of"),
+    "zero lr": ({"model": "m", "optim": {"lr": 0}}, "optim.lr must be a number > 0"),
+    "zero batch": ({"model": "m", "data": {"batch_size": 0}}, "data.batch_size must be an integer >= 1"),
+    "bad kind": ({"model": "m", "data": {"kind": "video"}}, "data.kind must be one of"),
+    "bad device": ({"model": "m", "device": "gpu"}, "device must be"),
+    "bool as text": ({"model": "m", "amp": "yes"}, "amp must be true or false"),
+    "section as number": ({"model": "m", "data": 3}, "data must be a mapping"),
+    "no model": ({"epochs": 2}, "model.name is missing"),
+    "bad jpeg range": ({"model": "m", "data": {"augment": {"jpeg": [90, 30]}}}, "data.augment.jpeg must be null or a pair"),
+}
+
+
+@pytest.mark.parametrize("config, message", BAD_CONFIGS.values(), ids=BAD_CONFIGS.keys())
+def test_bad_configs_are_one_line_errors(config, message) -> None:
+    with pytest.raises(FmkitError, match=re.escape(message)):
+        resolve_config(config)
+
+
+def test_set_assignments_are_dotted_and_parsed_as_yaml() -> None:
+    layer = parse_assignments(["optim.lr=3e-4", "data.size=128", "data.augment.jpeg=[30, 90]", "epochs=2"])
+    assert layer == {"optim": {"lr": "3e-4"}, "data": {"size": 128, "augment": {"jpeg": [30, 90]}}, "epochs": 2}
+    cfg = resolve_config({"model": "m"}, layer)
+    assert cfg["optim"]["lr"] == 3e-4 and cfg["data"]["augment"]["jpeg"] == [30, 90] and cfg["epochs"] == 2
+    for bad in ("optim.lr", "=3", "optim..lr=1"):
+        with pytest.raises(FmkitError, match="expected KEY=VALUE"):
+            parse_assignments([bad])
+
+
+def test_warmup_then_cosine_schedule() -> None:
+    factor = lr_factor("cosine", 2, 6)
+    assert [round(factor(e), 3) for e in range(6)] == [0.1, 0.55, 1.0, 0.854, 0.5, 0.146]
+    assert [lr_factor("none", 1, 3)(e) for e in range(3)] == [0.1, 1.0, 1.0]
 
 
 def test_training_problems_are_one_line_errors(tmp_path) -> None:
@@ -355,7 +380,6 @@ def test_load_refuses_missing_and_corrupt_files(tmp_path) -> None:
         save_checkpoint(tmp_path / "x.pt", nn.Linear(2, 1))
 
 
-@register_model("engine_test_clip")
 class TinyClip(nn.Module):
     """A video detector on (N, 3, T, H, W) volumes."""
 
@@ -378,7 +402,7 @@ def write_faces(folder: Path, videos: int = 6, frames: int = 3, size: int = 12) 
             crop = f"crops/v{v}/{f}.png"
             (folder / crop).parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(folder / crop)
-            rows.append({c: 0 for c in FACE_COLUMNS} | {
+            rows.append(dict.fromkeys(FACE_COLUMNS, 0) | {
                 "video_id": f"v{v}", "path": f"v{v}.mp4", "label": label, "split": split,
                 "method": "fake" if label else "real", "dataset": "hand", "source_id": f"s{v}",
                 "frame_idx": f, "crop_path": crop, "mask_path": "", "crop_size": size})
@@ -447,3 +471,14 @@ def test_ddp_two_cpu_processes_with_gloo(tmp_path) -> None:
     summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert summary["val"]["n"] == 12 and summary["test"]["n"] == 12   # gathered from both ranks, no duplicates
     assert pd.read_csv(tmp_path / "run" / "metrics.csv")["epoch"].tolist() == [1, 2]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def test_models() -> Iterator[None]:
+    """Register this module's throw-away models for its tests, and remove them afterwards."""
+    models = {"engine_test_cnn": TinyCNN, "engine_test_flip": FlipDetector, "engine_test_nan": NanAfter, "engine_test_clip": TinyClip}
+    for name, cls in models.items():
+        register_model(name)(cls)
+    yield
+    for name in models:
+        unregister_model(name)

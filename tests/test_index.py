@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from fmkit.data.index import (INDEX_COLUMNS, LAYOUTS, IndexResult, build_index, detect_layout,
-                              format_summary, summarize)
+from fmkit.data.index import INDEX_COLUMNS, LAYOUTS, IndexResult, build_index, detect_layout, format_summary, summarize
 from fmkit.data.schema import read_index
 from fmkit.data.video import write_video
 from fmkit.errors import FmkitError
@@ -339,27 +339,34 @@ def test_folder_metadata_overrides(folder: Path) -> None:
     assert result.missing == ["real/gone.mp4"]
 
 
-def test_folder_errors(folder: Path, tmp_path: Path) -> None:
-    (folder / "metadata.csv").write_text("path,split\nreal/r001.mp4,test\nfake/swap/r001_r002.mp4,train\n")
-    with pytest.raises(FmkitError, match="source r001 is given both splits test and train"):
+def _metadata(text: str) -> Callable[[Path], object]:
+    return lambda root: (root / "metadata.csv").write_text(text)
+
+
+def _copy(source: str, target: str) -> Callable[[Path], object]:
+    return lambda root: shutil.copyfile(root / source, root / target)
+
+
+BAD_FOLDERS = {
+    "source in two splits": (_metadata("path,split\nreal/r001.mp4,test\nfake/swap/r001_r002.mp4,train\n"),
+                             "source r001 is given both splits test and train"),
+    "path listed twice": (_metadata("path,split\nreal/r001.mp4,val\nreal/r001.mp4,test\n"),
+                          "metadata.csv: path real/r001.mp4 is listed twice"),
+    "unknown split": (_metadata("path,split\nreal/r001.mp4,holdout\n"), "metadata.csv: bad split value 'holdout'"),
+    "no path column": (_metadata("file,split\nreal/r001.mp4,test\n"), "metadata.csv: missing column 'path'"),
+    "same id twice": (_copy("real/r001.mp4", "real/r001.webm"), "video_id folder/real/r001 is not unique"),
+    "fake without method": (_copy("real/r001.mp4", "fake/loose.mp4"), r"fake video outside a method folder: .*fake/loose.mp4"),
+}
+
+
+@pytest.mark.parametrize("breakage, message", BAD_FOLDERS.values(), ids=BAD_FOLDERS.keys())
+def test_folder_errors(folder: Path, breakage: Callable[[Path], object], message: str) -> None:
+    breakage(folder)
+    with pytest.raises(FmkitError, match=message):
         build_index(folder)
-    (folder / "metadata.csv").write_text("path,split\nreal/r001.mp4,val\nreal/r001.mp4,test\n")
-    with pytest.raises(FmkitError, match="metadata.csv: path real/r001.mp4 is listed twice"):
-        build_index(folder)
-    (folder / "metadata.csv").write_text("path,split\nreal/r001.mp4,holdout\n")
-    with pytest.raises(FmkitError, match="metadata.csv: bad split value 'holdout'"):
-        build_index(folder)
-    (folder / "metadata.csv").write_text("file,split\nreal/r001.mp4,test\n")
-    with pytest.raises(FmkitError, match="metadata.csv: missing column 'path'"):
-        build_index(folder)
-    (folder / "metadata.csv").unlink()
-    shutil.copyfile(folder / "real" / "r001.mp4", folder / "real" / "r001.webm")
-    with pytest.raises(FmkitError, match="video_id folder/real/r001 is not unique"):
-        build_index(folder)
-    (folder / "real" / "r001.webm").unlink()
-    shutil.copyfile(folder / "real" / "r001.mp4", folder / "fake" / "loose.mp4")
-    with pytest.raises(FmkitError, match=r"fake video outside a method folder: .*fake/loose.mp4"):
-        build_index(folder)
+
+
+def test_an_empty_root_is_not_a_folder_layout(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(FmkitError, match="neither real/ nor fake/<method>/"):
         build_index(tmp_path / "empty", "folder")

@@ -14,7 +14,6 @@ from fmkit.interpret import concepts as cw
 from fmkit.models import create_model
 from fmkit.models.whitening import FeatureWhitening
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

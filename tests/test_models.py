@@ -175,3 +175,19 @@ def test_baseline_reads_a_chosen_layer():
     assert create_model("baseline2d", layer="layer3.1.bn2").features_at(x).shape[1] == 256
     with pytest.raises(FmkitError, match="layer9"):
         create_model("baseline2d", layer="layer9.bn")
+
+
+@pytest.mark.parametrize("name", ["baseline2d", "whitening"])
+def test_models_take_images_in_0_1_and_normalise_them_with_the_backbone_statistics(name, tmp_path):
+    from fmkit.models import load
+    from fmkit.models.backbones import input_normalization
+    from fmkit.models.checkpoint import save_checkpoint
+
+    model = create_model(name, backbone="xception41" if name == "baseline2d" else "resnet18").eval()
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in input_normalization(model.backbone))
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(model(x), model.backbone((x - mean) / std).squeeze(-1), atol=1e-6)
+    state = save_checkpoint(tmp_path / "m.pt", model)
+    again = load(state)
+    assert torch.equal(again.normalize.mean, mean) and torch.equal(again.normalize.std, std)

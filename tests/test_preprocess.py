@@ -2,6 +2,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import face_frames
 from PIL import Image
 
 from fmkit.data.faces import Face, FaceDetector, track_main_face
@@ -9,7 +10,6 @@ from fmkit.data.index import build_index
 from fmkit.data.preprocess import parse_shard, preprocess, select_shard
 from fmkit.data.schema import FACE_COLUMNS, crop_square, read_faces, square_region, to_crop_coords
 from fmkit.errors import FmkitError
-from conftest import face_frames
 
 CFG = {"frames": 4, "size": 64}
 

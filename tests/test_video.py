@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
+from conftest import face_frames
 
 from fmkit.data.video import probe, read_frames, sample_indices, write_video
 from fmkit.errors import FmkitError
-from conftest import face_frames
 
 
 def test_write_probe_read_roundtrip(tmp_path):

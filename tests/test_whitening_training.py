@@ -180,6 +180,10 @@ def test_cli_trains_and_evaluates_the_whitening_detector(cli_run, synth_faces, c
     metrics = json.loads(capsys.readouterr().out)
     for key in ("auc", "video_auc"):
         assert 0 <= metrics[key] <= 1, metrics
+    existing = run.parent / "evaluation"
+    existing.mkdir()
+    assert main(["evaluate", str(run), "--data", str(synth_faces), "-o", str(existing)]) == 0
+    assert json.loads((existing / "metrics.json").read_text())["auc"] == metrics["auc"]
 
 
 def test_explicit_concepts_keep_their_order_as_axes(cli_run):

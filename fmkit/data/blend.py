@@ -132,7 +132,7 @@ class MaskParams:
 
     @classmethod
     def sample(cls, rng: np.random.Generator, deform: float = 0.08, ratios: tuple[float, ...] = SBI_RATIOS
-               ) -> "MaskParams":
+               ) -> MaskParams:
         """Random parameters: vertex jitter up to ``deform`` face units, ratio drawn from ``ratios``."""
         return cls(expand=float(rng.uniform(0.9, 1.15)),
                    jitter=rng.uniform(-deform, deform, (NUM_HULL_POINTS, 2)).astype(np.float32),
@@ -273,7 +273,7 @@ class SBIParams:
     mask: MaskParams
 
     @classmethod
-    def sample(cls, rng: np.random.Generator) -> "SBIParams":
+    def sample(cls, rng: np.random.Generator) -> SBIParams:
         """Random jitter in SBI's ranges: small colour shifts, ±5 % scale, ±5 % face-unit shift."""
         return cls(hue=float(rng.uniform(-10, 10)), saturation=float(rng.uniform(0.8, 1.2)),
                    brightness=float(rng.uniform(-0.08, 0.08)), contrast=float(rng.uniform(0.8, 1.2)),

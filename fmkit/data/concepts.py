@@ -14,7 +14,7 @@ Items are float tensors (3, S, S) in [0, 1], as from ``FrameDataset``.
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd

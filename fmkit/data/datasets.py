@@ -7,8 +7,8 @@ Items are ``(x, y)``: ``x`` a float tensor in [0, 1] — (3, H, W) for ``FrameDa
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd

@@ -12,12 +12,13 @@ Detection speed and the reason for one torch thread per process on CPU are measu
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import cv2
 import numpy as np
 import torch
+
 
 @dataclass(frozen=True)
 class Face:

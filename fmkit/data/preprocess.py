@@ -14,10 +14,11 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,12 +27,21 @@ from tqdm.auto import tqdm
 
 from fmkit.config import PREPROCESS, resolve
 from fmkit.data.faces import FaceDetector, track_main_face
-from fmkit.data.schema import (ERROR_COLUMNS, ERRORS_FILE, FACE_COLUMNS, FACES_FILE, INDEX_COLUMNS, LANDMARK_COLUMNS,
-                               crop_square, index_root, read_index, square_region)
+from fmkit.data.schema import (
+    ERROR_COLUMNS,
+    ERRORS_FILE,
+    FACE_COLUMNS,
+    FACES_FILE,
+    INDEX_COLUMNS,
+    LANDMARK_COLUMNS,
+    crop_square,
+    index_root,
+    read_index,
+    square_region,
+)
 from fmkit.data.video import probe, read_frames, sample_indices
 from fmkit.errors import FmkitError
 from fmkit.io import atomic_path, write_csv, write_json
-
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:

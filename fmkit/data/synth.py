@@ -37,9 +37,10 @@ import functools
 import json
 import os
 import zipfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -314,9 +315,8 @@ def write_masks(path: str | os.PathLike, masks: np.ndarray) -> Path:
     """
     info = zipfile.ZipInfo("masks.npy", date_time=(1980, 1, 1, 0, 0, 0))
     info.compress_type = zipfile.ZIP_DEFLATED
-    with atomic_path(path) as tmp:
-        with zipfile.ZipFile(tmp, "w") as zf, zf.open(info, "w", force_zip64=True) as f:
-            np.lib.format.write_array(f, np.ascontiguousarray(masks, np.uint8), allow_pickle=False)
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w") as zf, zf.open(info, "w", force_zip64=True) as f:
+        np.lib.format.write_array(f, np.ascontiguousarray(masks, np.uint8), allow_pickle=False)
     return Path(path)
 
 

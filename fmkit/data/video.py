@@ -5,9 +5,9 @@ Frames are ``uint8`` RGB arrays of shape (H, W, 3).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import av
 import numpy as np
@@ -91,21 +91,20 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
                 codec: str = "libx264", crf: int = 18) -> Path:
     """Encode RGB frames (H, W, 3 uint8; even H and W for H.264) to ``path`` atomically."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        with av.open(str(tmp), mode="w") as container:
-            stream = None
-            for frame in frames:
-                if stream is None:
-                    h, w = frame.shape[:2]
-                    stream = container.add_stream(codec, rate=int(round(fps)))
-                    stream.width, stream.height = w, h
-                    stream.pix_fmt = "yuv420p"
-                    if codec == "libx264":
-                        stream.options = {"crf": str(crf), "preset": "veryfast"}
-                for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
-                    container.mux(packet)
+    with atomic_path(path) as tmp, av.open(str(tmp), mode="w") as container:
+        stream = None
+        for frame in frames:
             if stream is None:
-                raise FmkitError(f"no frames to write to {path}")
-            for packet in stream.encode():
+                h, w = frame.shape[:2]
+                stream = container.add_stream(codec, rate=int(round(fps)))
+                stream.width, stream.height = w, h
+                stream.pix_fmt = "yuv420p"
+                if codec == "libx264":
+                    stream.options = {"crf": str(crf), "preset": "veryfast"}
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
                 container.mux(packet)
+        if stream is None:
+            raise FmkitError(f"no frames to write to {path}")
+        for packet in stream.encode():
+            container.mux(packet)
     return path

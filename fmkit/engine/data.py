@@ -8,18 +8,19 @@ aligned with the items.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from fmkit.engine.distributed import DistEnv
-from fmkit.engine.rng import loader_generator, worker_init
 from fmkit.data.datasets import ClipDataset, FrameDataset
 from fmkit.data.schema import SPLITS, faces_root, read_faces
 from fmkit.data.transforms import build_transform
+from fmkit.engine.distributed import DistEnv
+from fmkit.engine.rng import loader_generator, worker_init
 from fmkit.errors import FmkitError
+
 
 def build_datasets(data: str | os.PathLike, cfg: Mapping[str, Any]) -> dict[str, Dataset]:
     """The split datasets of a faces folder (or its ``faces.csv``) for the ``data`` config."""

@@ -24,8 +24,9 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 import torch
@@ -34,8 +35,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from fmkit.engine import distributed
 from fmkit.config import MONITORS, RESUMABLE_CHANGES, config_changes, dump_yaml, resolve_config
+from fmkit.engine import distributed
 from fmkit.engine.callbacks import build_callbacks
 from fmkit.engine.data import build_datasets, check_datasets, train_loader
 from fmkit.engine.distributed import DistEnv

@@ -6,15 +6,14 @@ function runs the model in eval mode without gradients.
 """
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.metrics import roc_auc_score
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
-
-from sklearn.metrics import roc_auc_score
 
 from fmkit.models.modes import eval_mode
 

@@ -86,7 +86,8 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Modu
     file = checkpoint_path(path)
     payload = read_checkpoint(file)
     config = dict(payload["config"])
-    config.pop("checkpoint", None)  # initial backbone weights: the state dict below replaces them
+    for initial in ("checkpoint", "pretrained"):  # initial backbone weights: the state dict below replaces them
+        config.pop(initial, None)
     model = create_model(config.pop("name"), **config)
     try:
         model.load_state_dict(payload["model"])

@@ -1,8 +1,10 @@
 r"""Frame-level detectors on timm backbones: ``whitening`` (Concept Whitening) and ``baseline2d``.
 
-Both map images (N, 3, H, W) to N fake logits (N,) (label 1 = fake): a timm backbone
-(``pretrained=False``; ``checkpoint=`` a local timm state-dict file, its classifier
-dropped), its global pool and a one-logit linear head.
+Both map images (N, 3, H, W) in [0, 1] to N fake logits (N,) (label 1 = fake): the
+backbone's own input normalisation (mean/std of its timm ``pretrained_cfg``, kept as
+buffers so checkpoints record it), a timm backbone (random weights by default;
+``pretrained=True`` timm's ImageNet weights; ``checkpoint=`` a local state-dict file,
+see :mod:`fmkit.models.backbones`), its global pool and a one-logit linear head.
 
 :class:`WhiteningDetector` replaces one BatchNorm of the backbone (``layer``; default
 the last block's last BatchNorm, see :data:`BACKBONES`) by :class:`FeatureWhitening`
@@ -11,7 +13,7 @@ objectives (Chen, Bei & Rudin 2020):
 
 * **Classification, every batch:** L_cls = BCEWithLogits(f(x), y), y ∈ {0, 1}, minimised
   over all trained parameters by the optimiser; the rotation R is a buffer, untouched.
-* **Concept alignment, every ``align_every`` batches:** with concept k's images X_k
+* **Concept alignment, every ``every`` batches (engine callback):** with concept k's images X_k
   (axis k ↔ ``concepts[k]``) and x̂ the whitened (un-rotated) features of the layer,
   computed with its running statistics, R maximises
   J(R) = Σ_k mean_{x ∈ X_k} max_{h,w} (R x̂(x))_{k,h,w}  (i.e. minimises L_align = −J)
@@ -31,16 +33,14 @@ DDP broadcasts buffers (R, running statistics) from rank 0.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
-import timm
-import torch
 from timm.layers import BatchNormAct2d
 from torch import Tensor, nn
 
 from fmkit.errors import FmkitError
+from fmkit.models.backbones import Normalize, create_backbone, input_normalization
 from fmkit.models.modes import eval_mode
 from fmkit.models.registry import register_model
 from fmkit.models.whitening import FeatureWhitening, Mode, RotationStep
@@ -78,35 +78,21 @@ def _capture(model: nn.Module, module: nn.Module, x: Tensor, *, inputs: bool) ->
     return store["t"]
 
 
-def _create_backbone(name: str, checkpoint: str | Path | None) -> nn.Module:
-    if checkpoint is None:
-        return timm.create_model(name, pretrained=False, num_classes=1)
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FmkitError(f"backbone checkpoint not found: {path} (expected a timm state-dict file)")
-    try:
-        return timm.create_model(
-            name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, num_classes=1
-        )
-    except RuntimeError as err:
-        reason = str(err).strip().splitlines()[0]
-        raise FmkitError(f"cannot load {name} weights from {path}: {reason}") from err
-
-
 class _TimmFrameModel(nn.Module):
     """A timm backbone with a one-logit head: (N, 3, H, W) → (N,) fake logits."""
 
-    def __init__(self, backbone: str, checkpoint: str | Path | None) -> None:
+    def __init__(self, backbone: str, pretrained: bool, checkpoint: str | Path | None) -> None:
         super().__init__()
         if backbone not in BACKBONES:
             expected = ", ".join(BACKBONES)
             raise ValueError(f"unknown backbone {backbone!r}; expected one of {expected}")
         self.backbone_name = backbone
         self.default_layer = BACKBONES[backbone][0]
-        self.backbone = _create_backbone(backbone, checkpoint)
+        self.backbone = create_backbone(backbone, pretrained=pretrained, checkpoint=checkpoint)
+        self.normalize = Normalize(*input_normalization(self.backbone))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.backbone(x).squeeze(-1)
+        return self.backbone(self.normalize(x)).squeeze(-1)
 
     def _module(self, layer: str) -> nn.Module:
         try:
@@ -119,7 +105,7 @@ class _TimmFrameModel(nn.Module):
 
         The forward stops there. It runs in the model's current mode (use eval for analysis).
         """
-        return _capture(self.backbone, self._module(layer or self.default_layer), x, inputs=False)
+        return _capture(self, self._module(layer or self.default_layer), x, inputs=False)
 
 
 @register_model("baseline2d")
@@ -128,14 +114,15 @@ class Baseline2D(_TimmFrameModel):
 
     Args:
         backbone: one of :data:`BACKBONES`.
+        pretrained: start from timm's pretrained (ImageNet) weights (local cache, or download).
         checkpoint: a local timm state-dict file to initialise the backbone (classifier dropped).
         layer: the module ``features_at`` reads by default (to compare with a whitening
             detector whitening that layer); None: the whitened layer's default.
     """
 
-    def __init__(self, backbone: str = "resnet18", checkpoint: str | Path | None = None,
+    def __init__(self, backbone: str = "resnet18", pretrained: bool = False, checkpoint: str | Path | None = None,
                  layer: str | None = None) -> None:
-        super().__init__(backbone, checkpoint)
+        super().__init__(backbone, pretrained, checkpoint)
         if layer is not None:
             self._module(layer)  # fail early on a wrong name
             self.default_layer = layer
@@ -147,6 +134,7 @@ class WhiteningDetector(_TimmFrameModel):
 
     Args:
         backbone: one of :data:`BACKBONES`.
+        pretrained: start from timm's pretrained (ImageNet) weights (local cache, or download).
         checkpoint: a local timm state-dict file to initialise the backbone (classifier dropped).
         layer: the BatchNorm to replace, by module name (default: :data:`BACKBONES`).
         mode, T, eps, momentum: of :class:`FeatureWhitening`.
@@ -161,6 +149,7 @@ class WhiteningDetector(_TimmFrameModel):
     def __init__(
         self,
         backbone: str = "resnet18",
+        pretrained: bool = False,
         checkpoint: str | Path | None = None,
         layer: str | None = None,
         mode: Mode = "iterative",
@@ -170,7 +159,7 @@ class WhiteningDetector(_TimmFrameModel):
         group_size: int | None = None,
         concepts: Sequence[str] | None = None,
     ) -> None:
-        super().__init__(backbone, checkpoint)
+        super().__init__(backbone, pretrained, checkpoint)
         self.layer = layer or self.default_layer
         norm = self._module(self.layer)
         if not isinstance(norm, nn.BatchNorm2d):
@@ -206,7 +195,7 @@ class WhiteningDetector(_TimmFrameModel):
         It runs in the model's current mode (use eval for analysis: train mode whitens
         with the batch's statistics and updates the running ones).
         """
-        return _capture(self.backbone, self.whitening, x, inputs=False)
+        return _capture(self, self.whitening, x, inputs=False)
 
     def accumulate_concept(self, concept: int, images: Tensor) -> None:
         """Add images (N, 3, H, W) of concept ``concept`` (= its axis) to the alignment statistics.
@@ -216,7 +205,7 @@ class WhiteningDetector(_TimmFrameModel):
         if images.shape[0] == 0:
             return
         with eval_mode(self):
-            x = _capture(self.backbone, self.whitening, images, inputs=True)
+            x = _capture(self, self.whitening, images, inputs=True)
         self.whitening.accumulate_concept(concept, x)
 
     def concept_step(self, concept_batches: Sequence[Tensor]) -> RotationStep:
