@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.fmkit-installed
 DEMO := outputs/demo
 
-.PHONY: venv demo test lab bench clean-venv
+.PHONY: venv demo test lint format lab bench clean-venv
 
 venv: $(STAMP)
 
@@ -21,6 +21,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

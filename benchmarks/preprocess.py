@@ -7,6 +7,7 @@ videos and sampled frames, one process, so the ratio is robust to a noisy machin
 
     python benchmarks/preprocess.py [--videos 6 --frames 16 --size 256 --sample 16]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,8 +57,9 @@ def main() -> None:
         t_decode = best(decode)
         t_detect = best(lambda: [detector.detect(f) for f in decoded])
         runs = iter(range(args.repeats))
-        t_whole = best(lambda: preprocess(index, tmp / f"faces{next(runs)}", root=tmp / "data", cfg=cfg,
-                                          progress=False))
+        t_whole = best(
+            lambda: preprocess(index, tmp / f"faces{next(runs)}", root=tmp / "data", cfg=cfg, progress=False)
+        )
     print(f"videos: {len(paths)}  sampled frames: {n}  frame size: {args.size}px  crop: {args.crop}px")
     print(f"decode            {n / t_decode:8.1f} frames/s")
     print(f"detect (MTCNN)    {n / t_detect:8.1f} frames/s")

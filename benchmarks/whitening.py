@@ -43,6 +43,7 @@ The defaults take about 5 minutes on 2 idle CPU cores. Choices behind them:
   layer2.1.bn2, and at 512 channels (layer4.1.bn2) its steps were markedly slower on
   CPU than the exact mode's.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,8 +77,8 @@ from fmkit.models import create_model, load
 SMALL_CROP_LAYER = {"resnet18": "layer2.1.bn2"}
 
 TARGET_DECORRELATION = 5.0  # baseline |r| / whitening |r| at least this
-TARGET_STEP_RATIO = 1.3     # whitening step / baseline step at most this (CPU)
-TARGET_AUC_GAP = 0.02       # |AUC whitening − AUC baseline| at most this
+TARGET_STEP_RATIO = 1.3  # whitening step / baseline step at most this (CPU)
+TARGET_AUC_GAP = 0.02  # |AUC whitening − AUC baseline| at most this
 MODELS = ("baseline2d", "whitening")
 
 
@@ -114,25 +115,37 @@ class AtLayer(nn.Module):
 
 
 def parse_args() -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     d = ap.add_argument_group("data")
     d.add_argument("--videos", type=int, default=96, help=f"real videos to synthesize (+{len(METHODS)} fakes each)")
-    d.add_argument("--identities", type=int, default=None,
-                   help="face photos the real videos cycle through (default: one per video, at most 96)")
+    d.add_argument(
+        "--identities",
+        type=int,
+        default=None,
+        help="face photos the real videos cycle through (default: one per video, at most 96)",
+    )
     d.add_argument("--frames", type=int, default=3, help="frames per synthetic video")
     d.add_argument("--size", type=int, default=128, help="synthetic frame size (px)")
     d.add_argument("--sample", type=int, default=3, help="frames sampled per video by preprocess")
     d.add_argument("--crop", type=int, default=64, help="face crop size (px), also the training size")
     d.add_argument("--workers", type=int, default=2, help="preprocess worker processes")
-    d.add_argument("--cache", type=Path, default=None,
-                   help="keep the synthetic videos and faces in this folder and reuse them on later runs")
+    d.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="keep the synthetic videos and faces in this folder and reuse them on later runs",
+    )
     m = ap.add_argument_group("models")
     m.add_argument("--backbone", default="resnet18", help="timm backbone of both models")
-    m.add_argument("--layer", default=None,
-                   help="BatchNorm replaced by the whitening (and analysed in the baseline); "
-                        "default: the model's default if a batch gives it >= 2 feature columns per channel, "
-                        f"else {SMALL_CROP_LAYER}")
+    m.add_argument(
+        "--layer",
+        default=None,
+        help="BatchNorm replaced by the whitening (and analysed in the baseline); "
+        "default: the model's default if a batch gives it >= 2 feature columns per channel, "
+        f"else {SMALL_CROP_LAYER}",
+    )
     m.add_argument("--mode", default=None, choices=["exact", "iterative"], help="whitening mode (default: recipe's)")
     m.add_argument("--T", type=int, default=None, help="Newton iterations (iterative mode)")
     m.add_argument("--group-size", type=int, default=None, help="whitening group size (default: the model's)")
@@ -146,8 +159,12 @@ def parse_args() -> argparse.Namespace:
     t.add_argument("--scheduler", default=None, choices=["cosine", "none"])
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="cpu", help="cpu, cuda or auto (the step-time target is for CPU)")
-    t.add_argument("--timing-rounds", type=int, default=10,
-                   help="alternating timing rounds (one step of each model per round; one more for warm-up)")
+    t.add_argument(
+        "--timing-rounds",
+        type=int,
+        default=10,
+        help="alternating timing rounds (one step of each model per round; one more for warm-up)",
+    )
     t.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of the AUC difference")
     t.add_argument("--out", type=Path, default=None, help="keep the two run folders here (a new folder)")
     args = ap.parse_args()
@@ -181,15 +198,22 @@ def given(layer: dict[str, Any]) -> dict[str, Any]:
 
 def configs(args: argparse.Namespace, layer: str) -> dict[str, dict[str, Any]]:
     """The two training configs: the packaged recipes with the options given here; identical but for the model."""
-    shared = {"data": {"size": args.crop, "batch_size": args.batch_size, "num_workers": 0},
-              "optim": {"lr": args.lr, "scheduler": args.scheduler},
-              "epochs": args.epochs, "seed": args.seed, "device": args.device}
+    shared = {
+        "data": {"size": args.crop, "batch_size": args.batch_size, "num_workers": 0},
+        "optim": {"lr": args.lr, "scheduler": args.scheduler},
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "device": args.device,
+    }
     model = {"backbone": args.backbone, "layer": layer}
     whitening = {"mode": args.mode, "T": args.T, "group_size": args.group_size, "momentum": args.momentum}
     align = {"every": args.align_every, "batch": args.concept_batch}
-    return {"baseline2d": train_config("baseline2d", given({**shared, "model": model})),
-            "whitening": train_config("whitening", given({**shared, "model": {**model, **whitening},
-                                                          "callbacks": {"concept_alignment": align}}))}
+    return {
+        "baseline2d": train_config("baseline2d", given({**shared, "model": model})),
+        "whitening": train_config(
+            "whitening", given({**shared, "model": {**model, **whitening}, "callbacks": {"concept_alignment": align}})
+        ),
+    }
 
 
 def model_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -215,8 +239,9 @@ def time_steps(cfgs: dict[str, dict[str, Any]], faces: Path, rounds: int, run_di
         opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg["optim"]["lr"])
         steps[name] = (model, LossModule(model), opt)
         if name == "whitening":
-            ctx = TrainContext(config=cfg, run_dir=run_dir, data=faces, datasets={}, model=model, optimizer=opt,
-                               device=device)
+            ctx = TrainContext(
+                config=cfg, run_dir=run_dir, data=faces, datasets={}, model=model, optimizer=opt, device=device
+            )
             align.on_train_start(ctx)
 
     def sync() -> None:
@@ -225,7 +250,7 @@ def time_steps(cfgs: dict[str, dict[str, Any]], faces: Path, rounds: int, run_di
 
     times: dict[str, list[float]] = {"baseline2d": [], "whitening": [], "align": []}
     for r in range(rounds + 1):
-        for name in (MODELS if r % 2 == 0 else MODELS[::-1]):
+        for name in MODELS if r % 2 == 0 else MODELS[::-1]:
             _, loss_module, opt = steps[name]
             sync()
             start = time.perf_counter()
@@ -269,11 +294,16 @@ def analyse(run: Path, layer: str, faces: Path, size: int, concepts: list[str]) 
     probe = model if hasattr(model, "whitened_features") else AtLayer(model, layer)
     corr = feature_correlation(probe, FrameDataset(faces, split="test", transform=build_transform(size, train=False)))
     history = pd.read_csv(run / "metrics.csv")
-    return {"auc": summary["test"]["auc"], "video_auc": summary["test"].get("video_auc", float("nan")),
-            "best_epoch": summary["best_epoch"], "seconds": summary["seconds"],
-            "decorrelation": mean_abs_offdiag(corr), "channels": len(corr),
-            "concept_auc": concept_auc(probe, concept_datasets(faces, concepts, split="test")),
-            "whitening_error": history["whitening_error"].iloc[-1] if "whitening_error" in history else None}
+    return {
+        "auc": summary["test"]["auc"],
+        "video_auc": summary["test"].get("video_auc", float("nan")),
+        "best_epoch": summary["best_epoch"],
+        "seconds": summary["seconds"],
+        "decorrelation": mean_abs_offdiag(corr),
+        "channels": len(corr),
+        "concept_auc": concept_auc(probe, concept_datasets(faces, concepts, split="test")),
+        "whitening_error": history["whitening_error"].iloc[-1] if "whitening_error" in history else None,
+    }
 
 
 def verdict(ok: bool) -> str:
@@ -289,9 +319,17 @@ def main() -> None:
         tmp = Path(tmp)
         t0 = time.perf_counter()
         print(f"synthesizing {args.videos} real videos and cropping their faces ...", flush=True)
-        faces, prep = synth_faces(args.cache or tmp, videos=args.videos, identities=args.identities,
-                                  frames=args.frames, size=args.size, sample=args.sample, crop=args.crop,
-                                  seed=args.seed, workers=args.workers)
+        faces, prep = synth_faces(
+            args.cache or tmp,
+            videos=args.videos,
+            identities=args.identities,
+            frames=args.frames,
+            size=args.size,
+            sample=args.sample,
+            crop=args.crop,
+            seed=args.seed,
+            workers=args.workers,
+        )
         t_data = time.perf_counter() - t0
         out = args.out or tmp / "runs"
         timers = {name: StepTimer() for name in MODELS}
@@ -311,21 +349,29 @@ def main() -> None:
     base, wh = results["baseline2d"], results["whitening"]
     wm = cfgs["whitening"]["callbacks"]["concept_alignment"]
     tc = cfgs["whitening"]
-    fw = create_model("whitening", **{k: v for k, v in model_kwargs(cfgs["whitening"]).items()}).whitening
+    fw = create_model("whitening", **dict(model_kwargs(cfgs["whitening"]).items())).whitening
     splits = manifest["split"].value_counts()
-    print(f"data: {prep.videos_total} videos ({args.videos} real over {args.identities} identities, "
-          f"{len(METHODS)} fakes each), {len(manifest)} face crops of {args.crop} px (train {splits.get('train', 0)}"
-          f" / val {splits.get('val', 0)} / test {splits.get('test', 0)}); synth + preprocess {t_data:.0f} s")
+    print(
+        f"data: {prep.videos_total} videos ({args.videos} real over {args.identities} identities, "
+        f"{len(METHODS)} fakes each), {len(manifest)} face crops of {args.crop} px (train {splits.get('train', 0)}"
+        f" / val {splits.get('val', 0)} / test {splits.get('test', 0)}); synth + preprocess {t_data:.0f} s"
+    )
     m_cols, _ = feature_columns(args.backbone, layer, args.crop, tc["data"]["batch_size"])
-    print(f"backbone {args.backbone}, analysed layer {layer} ({fw.num_features} channels, {m_cols} feature columns "
-          f"per batch{'' if m_cols >= fw.num_features else ': FEWER THAN CHANNELS'}); {tc['epochs']} epochs, "
-          f"batch {tc['data']['batch_size']}, {tc['optim']['optimizer']} lr {tc['optim']['lr']:g} "
-          f"({tc['optim']['scheduler']}, warm-up {tc['optim']['warmup_epochs']}), seed {args.seed}, device {args.device}, "
-          f"torch threads {torch.get_num_threads()}")
-    print(f"whitening settings: mode {fw.mode}" + (f", T {fw.T}" if fw.mode == "iterative" else "") +
-          f", group_size {fw.group_size} ({fw.num_groups} group{'s' if fw.num_groups > 1 else ''}), "
-          f"momentum {fw.momentum:g}, eps {fw.eps:g}, alignment every {wm['every']} steps, "
-          f"{wm['batch']} images per concept; axes 0..{len(concepts) - 1} = {', '.join(concepts)}")
+    print(
+        f"backbone {args.backbone}, analysed layer {layer} ({fw.num_features} channels, {m_cols} feature columns "
+        f"per batch{'' if m_cols >= fw.num_features else ': FEWER THAN CHANNELS'}); {tc['epochs']} epochs, "
+        f"batch {tc['data']['batch_size']}, {tc['optim']['optimizer']} lr {tc['optim']['lr']:g} "
+        f"({tc['optim']['scheduler']}, warm-up {tc['optim']['warmup_epochs']}), seed {args.seed}, "
+        f"device {args.device}, "
+        f"torch threads {torch.get_num_threads()}"
+    )
+    print(
+        f"whitening settings: mode {fw.mode}"
+        + (f", T {fw.T}" if fw.mode == "iterative" else "")
+        + f", group_size {fw.group_size} ({fw.num_groups} group{'s' if fw.num_groups > 1 else ''}), "
+        f"momentum {fw.momentum:g}, eps {fw.eps:g}, alignment every {wm['every']} steps, "
+        f"{wm['batch']} images per concept; axes 0..{len(concepts) - 1} = {', '.join(concepts)}"
+    )
     print()
 
     factor = base["decorrelation"] / wh["decorrelation"] if wh["decorrelation"] > 0 else float("inf")
@@ -336,26 +382,56 @@ def main() -> None:
     loop_b, loop_w = (statistics.mean(timers[n].times) if timers[n].times else float("nan") for n in MODELS)
     cauc_b, cauc_w = (float(r["concept_auc"]["auc"].mean()) for r in (base, wh))
     rows = [
-        ("test frame AUC", f"{base['auc']:.3f}", f"{wh['auc']:.3f}",
-         f"|diff| <= {TARGET_AUC_GAP:g}: {diff:+.3f} (95% CI {lo:+.3f} .. {hi:+.3f})  "
-         f"{verdict(abs(diff) <= TARGET_AUC_GAP)}"),
+        (
+            "test frame AUC",
+            f"{base['auc']:.3f}",
+            f"{wh['auc']:.3f}",
+            f"|diff| <= {TARGET_AUC_GAP:g}: {diff:+.3f} (95% CI {lo:+.3f} .. {hi:+.3f})  "
+            f"{verdict(abs(diff) <= TARGET_AUC_GAP)}",
+        ),
         ("test video AUC", f"{base['video_auc']:.3f}", f"{wh['video_auc']:.3f}", ""),
-        ("mean |off-diag corr|, test", f"{base['decorrelation']:.4f}", f"{wh['decorrelation']:.4f}",
-         f">= {TARGET_DECORRELATION:g}x lower: {factor:.1f}x  {verdict(factor >= TARGET_DECORRELATION)}"),
-        (f"mean concept AUC, axes 0..{len(concepts) - 1}", f"{cauc_b:.3f}", f"{cauc_w:.3f}",
-         "(baseline: same channels, reference)"),
-        ("train step (s), alternating", f"{step_b:.3f}", f"{step_w_total:.3f}",
-         f"ratio <= {TARGET_STEP_RATIO:g} on CPU: {ratio:.2f}  {verdict(ratio <= TARGET_STEP_RATIO)}"),
-        ("  of which concept alignment", "-", f"{align / wm['every']:.3f}",
-         f"({align:.2f} s every {wm['every']} steps; step alone: ratio {step_w / step_b:.2f})"),
-        ("train step (s), training loops", f"{loop_b:.3f}", f"{loop_w:.3f}",
-         f"(check; the runs are sequential: ratio {loop_w / loop_b:.2f})"),
+        (
+            "mean |off-diag corr|, test",
+            f"{base['decorrelation']:.4f}",
+            f"{wh['decorrelation']:.4f}",
+            f">= {TARGET_DECORRELATION:g}x lower: {factor:.1f}x  {verdict(factor >= TARGET_DECORRELATION)}",
+        ),
+        (
+            f"mean concept AUC, axes 0..{len(concepts) - 1}",
+            f"{cauc_b:.3f}",
+            f"{cauc_w:.3f}",
+            "(baseline: same channels, reference)",
+        ),
+        (
+            "train step (s), alternating",
+            f"{step_b:.3f}",
+            f"{step_w_total:.3f}",
+            f"ratio <= {TARGET_STEP_RATIO:g} on CPU: {ratio:.2f}  {verdict(ratio <= TARGET_STEP_RATIO)}",
+        ),
+        (
+            "  of which concept alignment",
+            "-",
+            f"{align / wm['every']:.3f}",
+            f"({align:.2f} s every {wm['every']} steps; step alone: ratio {step_w / step_b:.2f})",
+        ),
+        (
+            "train step (s), training loops",
+            f"{loop_b:.3f}",
+            f"{loop_w:.3f}",
+            f"(check; the runs are sequential: ratio {loop_w / loop_b:.2f})",
+        ),
         ("training seconds (all epochs)", f"{base['seconds']:.0f}", f"{wh['seconds']:.0f}", "(incl. validation)"),
         ("best epoch (on validation AUC)", f"{base['best_epoch']}", f"{wh['best_epoch']}", ""),
     ]
     if wh["whitening_error"] is not None:
-        rows.append(("whitening error, last batch", "-", f"{wh['whitening_error']:.2g}",
-                     "(||W S W^T - I||_F / sqrt(C) of the last training batch)"))
+        rows.append(
+            (
+                "whitening error, last batch",
+                "-",
+                f"{wh['whitening_error']:.2g}",
+                "(||W S W^T - I||_F / sqrt(C) of the last training batch)",
+            )
+        )
     w0 = max(len(r[0]) for r in rows) + 2
     print(f"{'':{w0}}{'baseline2d':>11}{'whitening':>11}   target")
     for label, b, w, target in rows:
@@ -363,13 +439,16 @@ def main() -> None:
     print()
     print("concept AUC per axis (test split)")
     table = wh["concept_auc"][["axis", "concept", "n_images"]].assign(
-        baseline2d=base["concept_auc"]["auc"].round(3).to_numpy(), whitening=wh["concept_auc"]["auc"].round(3))
+        baseline2d=base["concept_auc"]["auc"].round(3).to_numpy(), whitening=wh["concept_auc"]["auc"].round(3)
+    )
     print(table.to_string(index=False))
     print()
     met = [abs(diff) <= TARGET_AUC_GAP, factor >= TARGET_DECORRELATION, ratio <= TARGET_STEP_RATIO]
     named = ", ".join(f"{n} {verdict(ok)}" for n, ok in zip(("AUC gap", "decorrelation", "step time"), met))
-    print(f"targets met: {sum(met)}/3 ({named}); timing: {len(timing['align'])} alternating rounds in "
-          f"{t_timing:.0f} s; total {time.perf_counter() - started:.0f} s")
+    print(
+        f"targets met: {sum(met)}/3 ({named}); timing: {len(timing['align'])} alternating rounds in "
+        f"{t_timing:.0f} s; total {time.perf_counter() - started:.0f} s"
+    )
 
 
 if __name__ == "__main__":

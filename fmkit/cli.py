@@ -4,6 +4,7 @@ Every sub-command prints ``--help``; bad input ends with ``fmkit: error: <reason
 one line and exit code 2. Heavy libraries are imported inside each command so that
 ``--help`` stays fast.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,9 @@ from fmkit.errors import FmkitError
 def _synth(args: argparse.Namespace) -> int:
     from fmkit.data.synth import synthesize
 
-    out = synthesize(args.out, videos=args.videos, frames=args.frames, size=args.size, seed=args.seed,
-                     identities=args.identities)
+    out = synthesize(
+        args.out, videos=args.videos, frames=args.frames, size=args.size, seed=args.seed, identities=args.identities
+    )
     print(f"synthetic dataset written to {out}")
     return 0
 
@@ -27,8 +29,15 @@ def _index(args: argparse.Namespace) -> int:
     from fmkit.data.index import build_index, format_summary
     from fmkit.data.schema import write_index
 
-    result = build_index(args.source, args.layout, compression=args.compression, splits_dir=args.splits,
-                         val_fraction=args.val_fraction, seed=args.seed, uncovered_split=args.uncovered_split)
+    result = build_index(
+        args.source,
+        args.layout,
+        compression=args.compression,
+        splits_dir=args.splits,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        uncovered_split=args.uncovered_split,
+    )
     write_index(result.df, args.output, args.root or args.source)
     print(format_summary(result))
     print(f"index of {len(result.df)} videos written to {args.output}")
@@ -38,11 +47,23 @@ def _index(args: argparse.Namespace) -> int:
 def _preprocess(args: argparse.Namespace) -> int:
     from fmkit.data.preprocess import preprocess
 
-    given = {"frames": args.frames, "size": args.size, "margin": args.margin, "batch_size": args.batch_size,
-             "device": args.device}
+    given = {
+        "frames": args.frames,
+        "size": args.size,
+        "margin": args.margin,
+        "batch_size": args.batch_size,
+        "device": args.device,
+    }
     cfg = {k: v for k, v in given.items() if v is not None}
-    summary = preprocess(args.index, args.output, root=args.root, cfg=cfg, workers=args.workers,
-                         shard=args.shard, retry_errors=args.retry_errors)
+    summary = preprocess(
+        args.index,
+        args.output,
+        root=args.root,
+        cfg=cfg,
+        workers=args.workers,
+        shard=args.shard,
+        retry_errors=args.retry_errors,
+    )
     print(summary)
     print(f"faces manifest: {Path(args.output) / 'faces.csv'}; errors: {Path(args.output) / 'errors.csv'}")
     if summary.crops == 0 and summary.videos_total:
@@ -71,8 +92,10 @@ def _scored_split(args: argparse.Namespace):
     if not run.exists():
         raise FmkitError(f"run not found: {run} (expected a run folder of `fmkit train` or a checkpoint file)")
     if run.is_dir() and not (run / "config.yaml").is_file():
-        raise FmkitError(f"{run} is not a run folder: it has no config.yaml (expected a folder written by "
-                         "`fmkit train`, or a checkpoint file)")
+        raise FmkitError(
+            f"{run} is not a run folder: it has no config.yaml (expected a folder written by "
+            "`fmkit train`, or a checkpoint file)"
+        )
     stored = read_checkpoint(checkpoint_path(run)).get("train_config")
     if stored is None:
         raise FmkitError(f"{checkpoint_path(run)} records no training config: its data settings are unknown")
@@ -131,7 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("synth", help="build a small synthetic real/fake face-video dataset (folder layout)")
     p.add_argument("out", help="output folder (new or empty)")
     p.add_argument("--videos", type=int, default=None, help=f"number of real videos (default {syn['videos']})")
-    p.add_argument("--identities", type=int, default=None, help="identities (photos) they show (default min(8, videos))")
+    p.add_argument(
+        "--identities", type=int, default=None, help="identities (photos) they show (default min(8, videos))"
+    )
     p.add_argument("--frames", type=int, default=None, help=f"frames per video (default {syn['frames']})")
     p.add_argument("--size", type=int, default=None, help=f"frame size in pixels, square, even (default {syn['size']})")
     p.add_argument("--seed", type=int, default=None, help=f"random seed (default {syn['seed']})")
@@ -143,11 +168,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="index CSV to write")
     p.add_argument("--compression", default="c23", help="FaceForensics++ compression: raw, c23 or c40 (default c23)")
     p.add_argument("--splits", default=None, help="folder of FaceForensics++ split JSONs (overrides the root's own)")
-    p.add_argument("--root", default=None,
-                   help="dataset root the index paths are relative to (default: the root folder; for a csv index, "
-                        "its folder)")
-    p.add_argument("--uncovered-split", default=None, choices=SPLITS,
-                   help="split for FaceForensics++ videos no official split covers (default: leave them out)")
+    p.add_argument(
+        "--root",
+        default=None,
+        help="dataset root the index paths are relative to (default: the root folder; for a csv index, its folder)",
+    )
+    p.add_argument(
+        "--uncovered-split",
+        default=None,
+        choices=SPLITS,
+        help="split for FaceForensics++ videos no official split covers (default: leave them out)",
+    )
     p.add_argument("--val-fraction", type=float, default=0.1, help="validation part carved from train (Celeb-DF, DFDC)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=_index)
@@ -155,47 +186,74 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("preprocess", help="crop the main face of sampled frames of every indexed video")
     p.add_argument("index", help="index CSV from `fmkit index`")
     p.add_argument("-o", "--output", required=True, help="faces folder to write (crops, faces.csv, errors.csv)")
-    p.add_argument("--root", default=None, help="dataset root the index paths are relative to (default: the root `fmkit index` recorded)")
-    p.add_argument("--frames", type=int, default=None,
-                   help=f"frames sampled evenly over each video (default {pre['frames']})")
+    p.add_argument(
+        "--root",
+        default=None,
+        help="dataset root the index paths are relative to (default: the root `fmkit index` recorded)",
+    )
+    p.add_argument(
+        "--frames", type=int, default=None, help=f"frames sampled evenly over each video (default {pre['frames']})"
+    )
     p.add_argument("--size", type=int, default=None, help=f"crop size in pixels (default {pre['size']})")
     p.add_argument("--margin", type=float, default=None, help=f"crop side / face-box side (default {pre['margin']})")
     p.add_argument("--batch-size", type=int, default=None, help=f"frames per MTCNN batch (default {pre['batch_size']})")
     p.add_argument("--workers", type=int, default=1, help="videos processed in parallel processes")
     p.add_argument("--shard", default=None, help="process only shard i of n (i/n, 0-based)")
-    p.add_argument("--device", default=None, help=f"torch device for MTCNN: cpu, cuda, cuda:1 (default {pre['device']})")
+    p.add_argument(
+        "--device", default=None, help=f"torch device for MTCNN: cpu, cuda, cuda:1 (default {pre['device']})"
+    )
     p.add_argument("--retry-errors", action="store_true", help="retry videos that failed in an earlier run")
     p.set_defaults(run=_preprocess)
 
     p = sub.add_parser("pipeline", help="run the numbered notebooks under papermill into a run folder")
     p.add_argument("--config", default=None, help="pipeline YAML (default: the embedded demo config)")
     p.add_argument("-o", "--output", required=True, help="run folder")
-    p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a pipeline parameter (repeatable)")
+    p.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a pipeline parameter (repeatable)",
+    )
     p.set_defaults(run=_pipeline)
 
     p = sub.add_parser("train", help="train a registered model on a faces folder into a run folder")
     p.add_argument("model", help="registered model name (e.g. whitening, baseline2d)")
     p.add_argument("--data", required=True, help="faces folder from `fmkit preprocess`")
     p.add_argument("-o", "--output", required=True, help="run folder (config, checkpoints, metrics)")
-    p.add_argument("--config", default=None,
-                   help="training YAML laid over the model's recipe (fmkit/configs/train/MODEL.yaml)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config value by its dotted key, e.g. --set optim.lr=3e-4 (repeatable)")
+    p.add_argument(
+        "--config", default=None, help="training YAML laid over the model's recipe (fmkit/configs/train/MODEL.yaml)"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config value by its dotted key, e.g. --set optim.lr=3e-4 (repeatable)",
+    )
     p.add_argument("--epochs", type=int, default=None, help="total epochs (overrides the config)")
     p.add_argument("--resume", action="store_true", help="continue a killed or finished run from checkpoints/last.pt")
     p.set_defaults(run=_train)
 
-    for name, text, fn in [("evaluate", "frame- and video-level metrics of a trained model on one split", _evaluate),
-                           ("predict", "fake probabilities of every item of one split", _predict)]:
+    for name, text, fn in [
+        ("evaluate", "frame- and video-level metrics of a trained model on one split", _evaluate),
+        ("predict", "fake probabilities of every item of one split", _predict),
+    ]:
         p = sub.add_parser(name, help=text)
         p.add_argument("run_path", metavar="run", help="run folder (uses checkpoints/best.pt) or a checkpoint file")
         p.add_argument("--data", required=True, help="faces folder from `fmkit preprocess`")
         p.add_argument("--split", default="test", choices=SPLITS, help="split to score (default test)")
         p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
-        p.add_argument("-o", "--output", default=None, required=name == "predict",
-                       help="JSON file or folder (writes metrics.json in it)" if name == "evaluate"
-                       else "CSV of video_id, label, prob")
+        p.add_argument(
+            "-o",
+            "--output",
+            default=None,
+            required=name == "predict",
+            help="JSON file or folder (writes metrics.json in it)"
+            if name == "evaluate"
+            else "CSV of video_id, label, prob",
+        )
         p.set_defaults(run=fn)
     return parser
 

@@ -29,6 +29,7 @@ Training keys (``TRAIN``):
   ``amp`` (mixed precision, CUDA only), ``monitor`` (validation value that picks ``best``;
   ``auto``: ``val_auc`` for detectors, ``val_loss`` otherwise).
 """
+
 from __future__ import annotations
 
 import copy
@@ -65,22 +66,31 @@ Schema = Mapping[str, Any]
 
 # --- checks ------------------------------------------------------------------------------
 
+
 def integer(minimum: int, nullable: bool = False, maximum: int | None = None) -> Check:
     """An int in [minimum, maximum] (or null)."""
+
     def check(key: str, value: Any) -> Any:
         if value is None and nullable:
             return None
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (
-                maximum is not None and value > maximum):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or value < minimum
+            or (maximum is not None and value > maximum)
+        ):
             upper = f" and <= {maximum}" if maximum is not None else ""
-            raise FmkitError(f"config {key} must be an integer >= {minimum}{upper}{' or null' if nullable else ''}, "
-                             f"got {value!r}")
+            raise FmkitError(
+                f"config {key} must be an integer >= {minimum}{upper}{' or null' if nullable else ''}, got {value!r}"
+            )
         return value
+
     return check
 
 
 def number(minimum: float, strict: bool = False, nullable: bool = False, maximum: float | None = None) -> Check:
     """A float > minimum (``strict``) or >= minimum, <= maximum (or null). YAML's ``1e-3`` string is accepted."""
+
     def check(key: str, value: Any) -> Any:
         if value is None and nullable:
             return None
@@ -91,18 +101,22 @@ def number(minimum: float, strict: bool = False, nullable: bool = False, maximum
         if not math.isfinite(x) or x < minimum or (strict and x == minimum) or (maximum is not None and x > maximum):
             bound = f"> {minimum}" if strict else f">= {minimum}"
             upper = f" and <= {maximum}" if maximum is not None else ""
-            raise FmkitError(f"config {key} must be a number {bound}{upper}{' or null' if nullable else ''}, "
-                             f"got {value!r}")
+            raise FmkitError(
+                f"config {key} must be a number {bound}{upper}{' or null' if nullable else ''}, got {value!r}"
+            )
         return x
+
     return check
 
 
 def choice(*options: Any) -> Check:
     """One of ``options``."""
+
     def check(key: str, value: Any) -> Any:
         if value not in options:
             raise FmkitError(f"config {key} must be one of {', '.join(map(str, options))}, got {value!r}")
         return value
+
     return check
 
 
@@ -115,6 +129,7 @@ def boolean(key: str, value: Any) -> Any:
 
 def text(nullable: bool = True) -> Check:
     """A non-empty string (a path, a name), or null."""
+
     def check(key: str, value: Any) -> Any:
         if value is None and nullable:
             return None
@@ -123,6 +138,7 @@ def text(nullable: bool = True) -> Check:
         if not isinstance(value, str) or not value:
             raise FmkitError(f"config {key} must be a non-empty string{' or null' if nullable else ''}, got {value!r}")
         return value
+
     return check
 
 
@@ -138,28 +154,41 @@ def device(key: str, value: Any) -> Any:
 
 def int_range(low: int, high: int) -> Check:
     """Null, or a pair [a, b] of ints with low <= a <= b <= high."""
+
     def check(key: str, value: Any) -> Any:
         if value is None:
             return None
-        ok = (isinstance(value, (list, tuple)) and len(value) == 2
-              and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-              and low <= value[0] <= value[1] <= high)
+        ok = (
+            isinstance(value, (list, tuple))
+            and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            and low <= value[0] <= value[1] <= high
+        )
         if not ok:
-            raise FmkitError(f"config {key} must be null or a pair [a, b] with {low} <= a <= b <= {high}, got {value!r}")
+            raise FmkitError(
+                f"config {key} must be null or a pair [a, b] with {low} <= a <= b <= {high}, got {value!r}"
+            )
         return [int(v) for v in value]
+
     return check
 
 
 def subset(options_of: Callable[[], Sequence[str]]) -> Check:
     """A non-empty list of distinct names from ``options_of()`` (read when checked)."""
+
     def check(key: str, value: Any) -> Any:
         options = tuple(options_of())
         if isinstance(value, str):
             value = [value]
-        if (not isinstance(value, (list, tuple)) or not value or len(set(value)) != len(value)
-                or any(v not in options for v in value)):
+        if (
+            not isinstance(value, (list, tuple))
+            or not value
+            or len(set(value)) != len(value)
+            or any(v not in options for v in value)
+        ):
             raise FmkitError(f"config {key} must be a list of distinct names from {', '.join(options)}, got {value!r}")
         return list(value)
+
     return check
 
 
@@ -167,8 +196,12 @@ def _notebook_steps(key: str, value: Any) -> Any:
     if not isinstance(value, list) or not value:
         raise FmkitError(f"config {key} must be a non-empty list of {{name: ..., parameters: {{...}}}}")
     for i, step in enumerate(value):
-        if not isinstance(step, Mapping) or not isinstance(step.get("name"), str) or (
-                set(step) - {"name", "parameters"}) or not isinstance(step.get("parameters") or {}, Mapping):
+        if (
+            not isinstance(step, Mapping)
+            or not isinstance(step.get("name"), str)
+            or (set(step) - {"name", "parameters"})
+            or not isinstance(step.get("parameters") or {}, Mapping)
+        ):
             raise FmkitError(f"config {key}[{i}] must be {{name: NOTEBOOK, parameters: {{...}}}}, got {step!r}")
     return [{"name": s["name"], "parameters": dict(s.get("parameters") or {})} for s in value]
 
@@ -199,8 +232,14 @@ def _even_size(key: str, value: Any) -> Any:
 # --- schemas -----------------------------------------------------------------------------
 
 #: Monitored validation values and whether larger is better.
-MONITORS: dict[str, bool] = {"val_auc": True, "val_video_auc": True, "val_ap": True, "val_acc": True,
-                             "val_loss": False, "val_eer": False}
+MONITORS: dict[str, bool] = {
+    "val_auc": True,
+    "val_video_auc": True,
+    "val_ap": True,
+    "val_acc": True,
+    "val_loss": False,
+    "val_eer": False,
+}
 
 TRAIN: Schema = {
     "model": Open({"name": Option(None, text(nullable=True))}),
@@ -241,20 +280,20 @@ TRAIN: Schema = {
 RESUMABLE_CHANGES = ("epochs", "device", "data.num_workers")
 
 PREPROCESS: Schema = {
-    "frames": Option(32, integer(1)),             # frames sampled evenly over each video
-    "size": Option(224, integer(8)),              # crop side, px
-    "margin": Option(1.3, number(1.0)),           # crop side / face-box side
-    "batch_size": Option(32, integer(1)),         # frames per MTCNN batch
-    "min_face_size": Option(20, integer(1)),      # px, MTCNN's smallest face
+    "frames": Option(32, integer(1)),  # frames sampled evenly over each video
+    "size": Option(224, integer(8)),  # crop side, px
+    "margin": Option(1.3, number(1.0)),  # crop side / face-box side
+    "batch_size": Option(32, integer(1)),  # frames per MTCNN batch
+    "min_face_size": Option(20, integer(1)),  # px, MTCNN's smallest face
     "device": Option("cpu", device),
     "jpeg_quality": Option(95, integer(1, maximum=100)),
 }
 
 SYNTH: Schema = {
-    "videos": Option(16, integer(3)),             # real videos (one fake per method each)
+    "videos": Option(16, integer(3)),  # real videos (one fake per method each)
     "identities": Option(None, integer(3, nullable=True)),  # null: min(8, videos)
     "frames": Option(16, integer(1)),
-    "size": Option(128, _even_size),              # frame side, px
+    "size": Option(128, _even_size),  # frame side, px
     "fps": Option(25, integer(1)),
     "seed": Option(0, integer(0)),
     "methods": Option(["faceswap", "selfblend", "flicker"], subset(_synth_methods)),
@@ -269,6 +308,7 @@ PIPELINE: Schema = {
 
 
 # --- resolving ---------------------------------------------------------------------------
+
 
 def defaults(schema: Schema) -> dict[str, Any]:
     """The default config of a schema."""
@@ -391,6 +431,7 @@ def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
 
 # --- training configs --------------------------------------------------------------------
 
+
 def recipe_path(model: str) -> Path:
     """The packaged recipe of a registered model, ``fmkit/configs/train/<model>.yaml`` (may not exist)."""
     from importlib.resources import files
@@ -405,8 +446,11 @@ def _layer(config: Mapping[str, Any] | str | os.PathLike | None) -> dict[str, An
     return layer
 
 
-def resolve_config(config: Mapping[str, Any] | str | os.PathLike | None = None,
-                   *more: Mapping[str, Any] | str | os.PathLike | None, **overrides: Any) -> dict[str, Any]:
+def resolve_config(
+    config: Mapping[str, Any] | str | os.PathLike | None = None,
+    *more: Mapping[str, Any] | str | os.PathLike | None,
+    **overrides: Any,
+) -> dict[str, Any]:
     """A training config: defaults ← ``config`` ← each of ``more`` ← ``overrides`` (top-level keys); validated.
 
     Layers are dicts or YAML files; nested mappings merge key by key. The model name is
@@ -418,9 +462,18 @@ def resolve_config(config: Mapping[str, Any] | str | os.PathLike | None = None,
     return cfg
 
 
-def train_config(model: str, config: str | os.PathLike | Mapping[str, Any] | None = None,
-                 settings: Sequence[str] = (), **overrides: Any) -> dict[str, Any]:
+def train_config(
+    model: str,
+    config: str | os.PathLike | Mapping[str, Any] | None = None,
+    settings: Sequence[str] = (),
+    **overrides: Any,
+) -> dict[str, Any]:
     """What ``fmkit train MODEL`` runs: the model's packaged recipe ← ``config`` ← ``--set`` settings ← overrides."""
     recipe = recipe_path(model)
-    return resolve_config(recipe if recipe.is_file() else None, {"model": {"name": model}}, config,
-                          parse_assignments(settings), **overrides)
+    return resolve_config(
+        recipe if recipe.is_file() else None,
+        {"model": {"name": model}},
+        config,
+        parse_assignments(settings),
+        **overrides,
+    )

@@ -2,6 +2,7 @@
 
 A run killed in the middle leaves either the old file or the new one, never half a file.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -9,6 +9,7 @@ a tiny or one-sided split gives ``nan``, never a crash.
 Video level: a video's score is the mean (or median, max) of its frames' (or clips')
 probabilities, and the metrics are computed over videos.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -67,7 +68,7 @@ def eer(probs: Sequence[float], labels: Sequence[float]) -> float:
     if not _both_classes(y):
         return float("nan")
     fpr, tpr, _ = skm.roc_curve(y, p)
-    gap = (1.0 - tpr) - fpr                     # falls from 1 to -1 along the curve
+    gap = (1.0 - tpr) - fpr  # falls from 1 to -1 along the curve
     i = int(np.argmax(gap <= 0.0))
     if i == 0 or gap[i] == 0.0:
         return float(fpr[i])
@@ -81,8 +82,9 @@ def log_loss(probs: Sequence[float], labels: Sequence[float]) -> float:
     return float(skm.log_loss(y, p, labels=[0, 1])) if y.size else float("nan")
 
 
-def video_level(probs: Sequence[float], labels: Sequence[float], video_ids: Sequence[str],
-                reduce: str = "mean") -> pd.DataFrame:
+def video_level(
+    probs: Sequence[float], labels: Sequence[float], video_ids: Sequence[str], reduce: str = "mean"
+) -> pd.DataFrame:
     """Aggregate item probabilities per video.
 
     Returns one row per video (sorted by id) with columns ``video_id``, ``prob`` (the
@@ -104,12 +106,18 @@ def video_level(probs: Sequence[float], labels: Sequence[float], video_ids: Sequ
 
 
 def _scores(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    return {"auc": auc(p, y), "acc": accuracy(p, y), "ap": average_precision(p, y), "eer": eer(p, y),
-            "logloss": log_loss(p, y)}
+    return {
+        "auc": auc(p, y),
+        "acc": accuracy(p, y),
+        "ap": average_precision(p, y),
+        "eer": eer(p, y),
+        "logloss": log_loss(p, y),
+    }
 
 
-def compute_metrics(probs: Sequence[float], labels: Sequence[float], video_ids: Sequence[str] | None = None,
-                    reduce: str = "mean") -> dict[str, float]:
+def compute_metrics(
+    probs: Sequence[float], labels: Sequence[float], video_ids: Sequence[str] | None = None, reduce: str = "mean"
+) -> dict[str, float]:
     """Frame-level metrics, and video-level ones when ``video_ids`` are given.
 
     Keys: ``auc``, ``acc``, ``ap``, ``eer``, ``logloss``, ``n`` (items), ``n_fake``; with

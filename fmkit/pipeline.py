@@ -7,6 +7,7 @@ widgets degrade to static figures. Executed notebooks land in ``RUN/notebooks/``
 Re-running resumes: the synthetic dataset is built once and the steps inside the
 notebooks skip finished work.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,7 +28,10 @@ DEFAULT_CONFIG = Path(str(files("fmkit") / "configs" / "demo.yaml"))
 
 
 def load_config(path: str | os.PathLike | None) -> dict[str, Any]:
-    """Read and check a pipeline YAML (default: the packaged ``configs/demo.yaml``); see :data:`fmkit.config.PIPELINE`."""
+    """Read and check a pipeline YAML (default: the packaged ``configs/demo.yaml``).
+
+    Its keys are those of :data:`fmkit.config.PIPELINE`.
+    """
     path = Path(path) if path is not None else DEFAULT_CONFIG
     if not path.is_file():
         raise FmkitError(f"pipeline config not found: {path}")
@@ -37,8 +41,7 @@ def load_config(path: str | os.PathLike | None) -> dict[str, Any]:
     return cfg
 
 
-def run_pipeline(config: str | os.PathLike | None, run_dir: str | os.PathLike,
-                 overrides: Sequence[str] = ()) -> Path:
+def run_pipeline(config: str | os.PathLike | None, run_dir: str | os.PathLike, overrides: Sequence[str] = ()) -> Path:
     """Execute the config's notebooks in order into ``run_dir``; return the run folder."""
     import papermill as pm
 
@@ -53,8 +56,7 @@ def run_pipeline(config: str | os.PathLike | None, run_dir: str | os.PathLike,
             from fmkit.data.synth import synthesize
 
             synthesize(data_root, progress=False, **cfg["synth"])
-    shared = {"data_root": str(data_root), "layout": data["layout"], "run_dir": str(run_dir),
-              "interactive": False}
+    shared = {"data_root": str(data_root), "layout": data["layout"], "run_dir": str(run_dir), "interactive": False}
     forced = parse_assignments(overrides)
     nb_dir = Path(cfg["notebooks_dir"] or NOTEBOOKS_DIR)
     with atomic_path(run_dir / "config.yaml") as tmp:
@@ -69,6 +71,7 @@ def run_pipeline(config: str | os.PathLike | None, run_dir: str | os.PathLike,
         try:
             pm.execute_notebook(str(source), str(target), parameters=params, cwd=str(run_dir), progress_bar=False)
         except pm.PapermillExecutionError as exc:
-            raise FmkitError(f"notebook {name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue} "
-                             f"(executed copy: {target})") from None
+            raise FmkitError(
+                f"notebook {name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue} (executed copy: {target})"
+            ) from None
     return run_dir

@@ -2,6 +2,7 @@
 
 Every function returns its matplotlib Figure, so callers choose to show or save it.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,8 +32,9 @@ def draw_face(ax: plt.Axes, row: pd.Series, root: str | os.PathLike, annotate: b
     ax.scatter(pts[:, 0], pts[:, 1], s=8, c="red")
 
 
-def crop_grid(manifest: pd.DataFrame, root: str | os.PathLike, n: int = 12, cols: int = 6,
-              seed: int = 0, annotate: bool = True) -> Figure:
+def crop_grid(
+    manifest: pd.DataFrame, root: str | os.PathLike, n: int = 12, cols: int = 6, seed: int = 0, annotate: bool = True
+) -> Figure:
     """A grid of ``n`` crops, one per video where possible, titled by method and frame."""
     rows = manifest.groupby("video_id", sort=True).head(1)
     if len(rows) < n:
@@ -50,8 +52,9 @@ def crop_grid(manifest: pd.DataFrame, root: str | os.PathLike, n: int = 12, cols
     return fig
 
 
-def video_strip(manifest: pd.DataFrame, root: str | os.PathLike, video_id: str, annotate: bool = True,
-                max_frames: int = 16) -> Figure:
+def video_strip(
+    manifest: pd.DataFrame, root: str | os.PathLike, video_id: str, annotate: bool = True, max_frames: int = 16
+) -> Figure:
     """All crops of one video in frame order (up to ``max_frames``)."""
     rows = manifest[manifest["video_id"] == video_id].sort_values("frame_idx").head(max_frames)
     fig, axes = plt.subplots(1, max(len(rows), 1), figsize=(1.6 * max(len(rows), 1), 2.0), squeeze=False)
@@ -93,8 +96,17 @@ def correlation_heatmaps(matrices: dict[str, np.ndarray], max_channels: int = 64
     """Side-by-side |correlation| heatmaps of a layer's first ``max_channels`` channels."""
     fig, axes = plt.subplots(1, len(matrices), figsize=(4.2 * len(matrices), 3.8), squeeze=False)
     for ax, (title, corr) in zip(axes[0], matrices.items()):
-        sns.heatmap(np.abs(corr[:max_channels, :max_channels]), vmin=0, vmax=1, cmap="magma", ax=ax,
-                    square=True, xticklabels=False, yticklabels=False, cbar_kws={"shrink": 0.8})
+        sns.heatmap(
+            np.abs(corr[:max_channels, :max_channels]),
+            vmin=0,
+            vmax=1,
+            cmap="magma",
+            ax=ax,
+            square=True,
+            xticklabels=False,
+            yticklabels=False,
+            cbar_kws={"shrink": 0.8},
+        )
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
@@ -118,8 +130,9 @@ def image_rows(rows: dict[str, list[np.ndarray]], maps: dict[str, list[np.ndarra
     return fig
 
 
-def browse_axes(images: dict[str, list[np.ndarray]], maps: dict[str, list[np.ndarray]],
-                interactive: bool = True) -> Figure | None:
+def browse_axes(
+    images: dict[str, list[np.ndarray]], maps: dict[str, list[np.ndarray]], interactive: bool = True
+) -> Figure | None:
     """A dropdown over axes showing each one's top images and maps; the first axis statically otherwise."""
     names = list(images)
     if not interactive or not names:

@@ -1,4 +1,5 @@
 """Shared fixtures: tiny face videos made from photos that installed packages ship."""
+
 from __future__ import annotations
 
 import os
@@ -72,6 +73,7 @@ def synth_faces(tiny_synth: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     from fmkit.data.preprocess import preprocess
 
     out = tmp_path_factory.mktemp("synth_faces")
-    preprocess(build_index(tiny_synth, "folder").df, out, root=tiny_synth, cfg={"frames": 4, "size": 64},
-               progress=False)
+    preprocess(
+        build_index(tiny_synth, "folder").df, out, root=tiny_synth, cfg={"frames": 4, "size": 64}, progress=False
+    )
     return out

@@ -1,4 +1,5 @@
 """fmkit.models.backbones: timm backbones from scratch, a checkpoint file or the HF cache (offline); Normalize."""
+
 import socket
 import time
 from pathlib import Path

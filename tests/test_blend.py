@@ -95,8 +95,9 @@ def test_colour_transfer_matches_the_target_statistics_in_the_mask(astronaut, ho
     out = blend.colour_transfer(source, target, mask, space="rgb")
     assert out.dtype == np.uint8 and out.shape == source.shape
     np.testing.assert_allclose(_masked_mean(out, mask), _masked_mean(target, mask), atol=0.01)
-    np.testing.assert_allclose(blend.to_float(out)[mask > 0.5].std(0), blend.to_float(target)[mask > 0.5].std(0),
-                               atol=0.02)
+    np.testing.assert_allclose(
+        blend.to_float(out)[mask > 0.5].std(0), blend.to_float(target)[mask > 0.5].std(0), atol=0.02
+    )
     lab = lambda im: cv2.cvtColor(blend.to_float(im), cv2.COLOR_RGB2LAB)[mask > 0.5].mean(0)
     out_lab = blend.colour_transfer(source, target, mask, space="lab")
     np.testing.assert_allclose(lab(out_lab), lab(target), atol=1.5)  # L in 0..100, a/b in about ±100
@@ -124,7 +125,7 @@ def test_align_face_moves_image_content_onto_the_target_landmarks():
     aligned, _ = blend.align_face(dots, src, dst, (200, 200))
     for x, y in dst:
         yi, xi = int(round(y)), int(round(x))
-        assert aligned[yi - 1:yi + 2, xi - 1:xi + 2].mean() > 200, f"no dot near target landmark {(x, y)}"
+        assert aligned[yi - 1 : yi + 2, xi - 1 : xi + 2].mean() > 200, f"no dot near target landmark {(x, y)}"
 
 
 def test_self_blend_changes_the_image_only_under_its_mask(astronaut):
@@ -159,8 +160,7 @@ def test_self_blend_works_on_float_images(astronaut):
 
 
 def test_face_swap_puts_a_colour_matched_donor_face_under_the_mask(astronaut, hopper):
-    out, mask = blend.face_swap(astronaut, ASTRONAUT_LM, hopper, HOPPER_LM, np.random.default_rng(7),
-                                box=ASTRONAUT_BOX)
+    out, mask = blend.face_swap(astronaut, ASTRONAUT_LM, hopper, HOPPER_LM, np.random.default_rng(7), box=ASTRONAUT_BOX)
     assert out.shape == astronaut.shape and out.dtype == np.uint8
     assert mask.max() == pytest.approx(1.0)
     np.testing.assert_array_equal(out[mask == 0], astronaut[mask == 0])
@@ -169,7 +169,7 @@ def test_face_swap_puts_a_colour_matched_donor_face_under_the_mask(astronaut, ho
     # the donor's face lies on the target's landmarks: the swapped eye looks like the aligned donor's
     aligned, _ = blend.align_face(hopper, HOPPER_LM, ASTRONAUT_LM, astronaut.shape)
     (x, y) = np.round(ASTRONAUT_LM[0]).astype(int)
-    patch = lambda im: blend.to_float(im)[y - 6:y + 7, x - 6:x + 7].mean(2).ravel()
+    patch = lambda im: blend.to_float(im)[y - 6 : y + 7, x - 6 : x + 7].mean(2).ravel()
     assert np.corrcoef(patch(out), patch(aligned))[0, 1] > np.corrcoef(patch(out), patch(astronaut))[0, 1]
     # ... recoloured: the aligned donor's colours differ, the swapped face's match the target's
     weighted = lambda im: (blend.to_float(im) * mask[..., None]).sum((0, 1)) / mask.sum()

@@ -19,8 +19,11 @@ def test_every_command_has_help(command, capsys):
 
 
 def test_bad_input_is_one_line_and_nonzero(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "fmkit", "index", str(tmp_path / "nope"), "-o", str(tmp_path / "i.csv")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fmkit", "index", str(tmp_path / "nope"), "-o", str(tmp_path / "i.csv")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("fmkit: error:") and "nope" in lines[0]
@@ -42,8 +45,7 @@ def test_index_then_preprocess(face_dataset, tmp_path, capsys):
     assert len(index) == 5
     faces = tmp_path / "faces"
     # no --root: the dataset root that `fmkit index` recorded beside the CSV
-    code = main(["preprocess", str(index_csv), "-o", str(faces),
-                 "--frames", "2", "--size", "32"])
+    code = main(["preprocess", str(index_csv), "-o", str(faces), "--frames", "2", "--size", "32"])
     assert code == 0
     assert "2 failed" in capsys.readouterr().out
     assert len(pd.read_csv(faces / "faces.csv")) == 6  # 3 face videos × 2 frames
@@ -68,7 +70,9 @@ def test_index_of_a_csv_records_its_folder_as_the_root(face_dataset, tmp_path, c
     assert main(["index", str(face_dataset), "-o", str(tmp_path / "first.csv")]) == 0
     frame = pd.read_csv(tmp_path / "first.csv")
     frame = frame[~frame["path"].str.contains("corrupt|noface")]
-    frame.assign(path=[os.path.relpath(face_dataset / p, listing.parent) for p in frame["path"]]).to_csv(listing, index=False)
+    frame.assign(path=[os.path.relpath(face_dataset / p, listing.parent) for p in frame["path"]]).to_csv(
+        listing, index=False
+    )
     index = tmp_path / "index.csv"
     assert main(["index", str(listing), "--layout", "csv", "-o", str(index)]) == 0
     assert main(["preprocess", str(index), "-o", str(tmp_path / "faces"), "--frames", "1", "--size", "32"]) == 0
@@ -76,8 +80,10 @@ def test_index_of_a_csv_records_its_folder_as_the_root(face_dataset, tmp_path, c
 
 
 def test_train_set_overrides_are_validated_and_saved(tmp_path, capsys):
-    assert main(["train", "baseline2d", "--data", str(tmp_path), "-o", str(tmp_path / "run"),
-                 "--set", "optim.lrr=3e-4"]) == 2
+    assert (
+        main(["train", "baseline2d", "--data", str(tmp_path), "-o", str(tmp_path / "run"), "--set", "optim.lrr=3e-4"])
+        == 2
+    )
     assert "unknown config key 'optim.lrr'; did you mean 'optim.lr'?" in capsys.readouterr().err
 
 

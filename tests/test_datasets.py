@@ -13,7 +13,7 @@ from fmkit.errors import FmkitError
 def faces_dir(face_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("ds_faces")
     index = build_index(face_dataset, "folder").df
-    index["split"] = ["train", "val", "test", "train", "train"][:len(index)]
+    index["split"] = ["train", "val", "test", "train", "train"][: len(index)]
     preprocess(index, out, root=face_dataset, cfg={"frames": 5, "size": 48}, progress=False)
     return out
 

@@ -1,4 +1,5 @@
 """The training engine: run folder, checkpoint choice, resume, determinism, NaN, config, load()."""
+
 from __future__ import annotations
 
 import json
@@ -60,8 +61,9 @@ class TinyCNN(nn.Module):
 
     def __init__(self, width: int = 4) -> None:
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                                      nn.Flatten(), nn.Dropout(0.3))
+        self.features = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.3)
+        )
         self.head = nn.Linear(width, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -112,8 +114,13 @@ class NanAfter(nn.Module):
         return loss * float("nan") if self.calls >= self.nan_at else loss
 
 
-CNN = {"model": {"name": "engine_test_cnn", "width": 4}, "epochs": 2, "seed": 3,
-       "data": {"batch_size": 5, "augment": {"hflip": True}}, "optim": {"lr": 0.05, "scheduler": "cosine"}}
+CNN = {
+    "model": {"name": "engine_test_cnn", "width": 4},
+    "epochs": 2,
+    "seed": 3,
+    "data": {"batch_size": 5, "augment": {"hflip": True}},
+    "optim": {"lr": 0.05, "scheduler": "cosine"},
+}
 
 
 class Recorder:
@@ -156,8 +163,15 @@ def straight(tmp_path_factory) -> tuple[Path, Recorder]:
 
 def test_train_writes_every_run_file(straight) -> None:
     run, rec = straight
-    for name in ["config.yaml", "checkpoints/last.pt", "checkpoints/best.pt", "metrics.csv", "metrics.json",
-                 "learning_curves.png", "test_predictions.csv"]:
+    for name in [
+        "config.yaml",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+        "metrics.csv",
+        "metrics.json",
+        "learning_curves.png",
+        "test_predictions.csv",
+    ]:
         assert (run / name).is_file(), name
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["model"] == {"name": "engine_test_cnn", "width": 4} and cfg["optim"]["lr"] == 0.05
@@ -183,17 +197,19 @@ def test_best_checkpoint_is_chosen_on_validation_never_test(tmp_path) -> None:
         x[:, 0, 0, 0] = torch.tensor(x0)
         return TensorFaces(x, torch.tensor(labels, dtype=torch.float32), [f"v{i}" for i in range(len(x0))])
 
-    data = {"train": signal([0.1, 0.9, 0.2, 0.8], [0, 1, 0, 1]),
-            "val": signal([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]),       # fakes high: sign +1 wins
-            "test": signal([0.8, 0.9, 0.1, 0.2], [0, 0, 1, 1])}      # fakes low: sign -1 wins
+    data = {
+        "train": signal([0.1, 0.9, 0.2, 0.8], [0, 1, 0, 1]),
+        "val": signal([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]),  # fakes high: sign +1 wins
+        "test": signal([0.8, 0.9, 0.1, 0.2], [0, 0, 1, 1]),
+    }  # fakes low: sign -1 wins
     run = train({"model": "engine_test_flip", "epochs": 3, "data": {"batch_size": 2}}, data, tmp_path / "run")
     rows = pd.read_csv(run / "metrics.csv")
     assert rows["val_auc"].tolist() == [0.0, 1.0, 0.0]
-    assert rows["sign"].tolist() == [-1.0, 1.0, -1.0]                   # added by on_epoch_end
-    assert "train_bias" in rows                                          # extra training_step output
+    assert rows["sign"].tolist() == [-1.0, 1.0, -1.0]  # added by on_epoch_end
+    assert "train_bias" in rows  # extra training_step output
     summary = json.loads((run / "metrics.json").read_text())
     assert summary["best_epoch"] == 2
-    assert summary["val"]["auc"] == 1.0 and summary["test"]["auc"] == 0.0   # test of best.pt, not the best test
+    assert summary["val"]["auc"] == 1.0 and summary["test"]["auc"] == 0.0  # test of best.pt, not the best test
     assert float(weights(run / "checkpoints/best.pt")["sign"]) == 1.0
     assert float(weights(run / "checkpoints/last.pt")["sign"]) == -1.0
 
@@ -206,7 +222,7 @@ def test_resume_after_a_kill_equals_the_uninterrupted_run(straight, tmp_path) ->
     assert not (run / "metrics.json").exists()
     rec = Recorder()
     train(None, splits(), run, resume=True, callbacks=[rec])
-    assert [s[2] for s in rec.steps] == [5, 6, 7, 8]                     # only epoch 2 was trained again
+    assert [s[2] for s in rec.steps] == [5, 6, 7, 8]  # only epoch 2 was trained again
     ref = straight[0]
     assert same_weights(weights(run / "checkpoints/last.pt"), weights(ref / "checkpoints/last.pt"))
     assert same_weights(weights(run / "checkpoints/best.pt"), weights(ref / "checkpoints/best.pt"))
@@ -243,7 +259,7 @@ def test_data_order_depends_on_seed_and_epoch_only() -> None:
 
     torch.manual_seed(123)
     first = order(1)
-    torch.manual_seed(456)                        # the global RNG plays no part
+    torch.manual_seed(456)  # the global RNG plays no part
     assert order(1) == first and sorted(first) == list(range(20))
     assert order(2) != first and order(1, seed=1) != first
     shards = order(1, rank=0, world=2) + order(1, rank=1, world=2)
@@ -265,7 +281,7 @@ def test_a_finished_run_is_not_overwritten_and_resume_skips_it(straight, tmp_pat
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path) -> None:
     run = tmp_path / "run"
     cfg = {"model": {"name": "engine_test_nan", "nan_at": 6}, "epochs": 3, "data": {"batch_size": 6}}
-    with pytest.raises(FmkitError) as err:            # 24 items / 6 → 4 steps per epoch: call 6 = epoch 2 step 2
+    with pytest.raises(FmkitError) as err:  # 24 items / 6 → 4 steps per epoch: call 6 = epoch 2 step 2
         train(cfg, splits(), run)
     message = str(err.value)
     assert message.startswith("loss became NaN at epoch 2 step 2") and "\n" not in message
@@ -292,8 +308,14 @@ def test_config_defaults_merge_and_validation(tmp_path) -> None:
 
 
 BAD_CONFIGS = {
-    "unknown top-level key": ({"model": "m", "optimizer": "adam"}, "unknown config key 'optimizer'; did you mean 'optim.optimizer'?"),
-    "unknown nested key": ({"model": "m", "optim": {"lrr": 1}}, "unknown config key 'optim.lrr'; did you mean 'optim.lr'?"),
+    "unknown top-level key": (
+        {"model": "m", "optimizer": "adam"},
+        "unknown config key 'optimizer'; did you mean 'optim.optimizer'?",
+    ),
+    "unknown nested key": (
+        {"model": "m", "optim": {"lrr": 1}},
+        "unknown config key 'optim.lrr'; did you mean 'optim.lr'?",
+    ),
     "bad choice": ({"model": "m", "optim": {"optimizer": "rmsprop"}}, "optim.optimizer must be one of"),
     "zero lr": ({"model": "m", "optim": {"lr": 0}}, "optim.lr must be a number > 0"),
     "zero batch": ({"model": "m", "data": {"batch_size": 0}}, "data.batch_size must be an integer >= 1"),
@@ -302,7 +324,10 @@ BAD_CONFIGS = {
     "bool as text": ({"model": "m", "amp": "yes"}, "amp must be true or false"),
     "section as number": ({"model": "m", "data": 3}, "data must be a mapping"),
     "no model": ({"epochs": 2}, "model.name is missing"),
-    "bad jpeg range": ({"model": "m", "data": {"augment": {"jpeg": [90, 30]}}}, "data.augment.jpeg must be null or a pair"),
+    "bad jpeg range": (
+        {"model": "m", "data": {"augment": {"jpeg": [90, 30]}}},
+        "data.augment.jpeg must be null or a pair",
+    ),
 }
 
 
@@ -402,25 +427,41 @@ def write_faces(folder: Path, videos: int = 6, frames: int = 3, size: int = 12) 
             crop = f"crops/v{v}/{f}.png"
             (folder / crop).parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(folder / crop)
-            rows.append(dict.fromkeys(FACE_COLUMNS, 0) | {
-                "video_id": f"v{v}", "path": f"v{v}.mp4", "label": label, "split": split,
-                "method": "fake" if label else "real", "dataset": "hand", "source_id": f"s{v}",
-                "frame_idx": f, "crop_path": crop, "mask_path": "", "crop_size": size})
+            rows.append(
+                dict.fromkeys(FACE_COLUMNS, 0)
+                | {
+                    "video_id": f"v{v}",
+                    "path": f"v{v}.mp4",
+                    "label": label,
+                    "split": split,
+                    "method": "fake" if label else "real",
+                    "dataset": "hand",
+                    "source_id": f"s{v}",
+                    "frame_idx": f,
+                    "crop_path": crop,
+                    "mask_path": "",
+                    "crop_size": size,
+                }
+            )
     pd.DataFrame(rows, columns=FACE_COLUMNS).to_csv(folder / "faces.csv", index=False)
     return folder
 
 
 def test_training_from_a_faces_folder_with_frames_and_clips(tmp_path) -> None:
     folder = write_faces(tmp_path / "faces")
-    run = train({"model": "engine_test_cnn", "epochs": 1, "data": {"size": 8, "batch_size": 4}}, folder,
-                tmp_path / "frames")
+    run = train(
+        {"model": "engine_test_cnn", "epochs": 1, "data": {"size": 8, "batch_size": 4}}, folder, tmp_path / "frames"
+    )
     summary = json.loads((run / "metrics.json").read_text())
     assert summary["val"]["n"] == 6 and summary["val"]["n_videos"] == 2 and summary["test"]["n"] == 6
-    clip_cfg = {"model": "engine_test_clip", "epochs": 1,
-                "data": {"kind": "clip", "clip_len": 2, "clip_stride": 1, "size": 8, "batch_size": 2}}
+    clip_cfg = {
+        "model": "engine_test_clip",
+        "epochs": 1,
+        "data": {"kind": "clip", "clip_len": 2, "clip_stride": 1, "size": 8, "batch_size": 2},
+    }
     run = train(clip_cfg, folder, tmp_path / "clips")
     summary = json.loads((run / "metrics.json").read_text())
-    assert summary["test"]["n"] == 4 and summary["test"]["n_videos"] == 2   # 2 clips of 2 frames per video
+    assert summary["test"]["n"] == 4 and summary["test"]["n_videos"] == 2  # 2 clips of 2 frames per video
 
 
 def free_port() -> int:
@@ -443,9 +484,16 @@ class ParamSums:
 
 def ddp_rank(rank: int, port: int, out: Path) -> None:
     """One rank, with the environment torchrun would give it (runs in a forked process)."""
-    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
-                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
-    torch.set_num_threads(1)              # as DataLoader workers do after a fork
+    os.environ.update(
+        {
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": "2",
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+    )
+    torch.set_num_threads(1)  # as DataLoader workers do after a fork
     try:
         train({**CNN, "device": "cpu"}, splits(), out / "run", callbacks=[ParamSums(out)])
     except BaseException:
@@ -466,17 +514,22 @@ def test_ddp_two_cpu_processes_with_gloo(tmp_path) -> None:
     errors = "".join(f.read_text() for f in tmp_path.glob("rank*.err"))
     assert [p.exitcode for p in procs] == [0, 0], errors[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
-    assert ranks[0]["world"] == 2 and ranks[0]["params"] == ranks[1]["params"]   # gradients were averaged
-    assert ranks[0]["global_step"] == 2 * 2                 # 12 items per rank / batch 5 → 2 steps per epoch
+    assert ranks[0]["world"] == 2 and ranks[0]["params"] == ranks[1]["params"]  # gradients were averaged
+    assert ranks[0]["global_step"] == 2 * 2  # 12 items per rank / batch 5 → 2 steps per epoch
     summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert summary["val"]["n"] == 12 and summary["test"]["n"] == 12   # gathered from both ranks, no duplicates
+    assert summary["val"]["n"] == 12 and summary["test"]["n"] == 12  # gathered from both ranks, no duplicates
     assert pd.read_csv(tmp_path / "run" / "metrics.csv")["epoch"].tolist() == [1, 2]
 
 
 @pytest.fixture(scope="module", autouse=True)
 def test_models() -> Iterator[None]:
     """Register this module's throw-away models for its tests, and remove them afterwards."""
-    models = {"engine_test_cnn": TinyCNN, "engine_test_flip": FlipDetector, "engine_test_nan": NanAfter, "engine_test_clip": TinyClip}
+    models = {
+        "engine_test_cnn": TinyCNN,
+        "engine_test_flip": FlipDetector,
+        "engine_test_nan": NanAfter,
+        "engine_test_clip": TinyClip,
+    }
     for name, cls in models.items():
         register_model(name)(cls)
     yield

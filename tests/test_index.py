@@ -1,4 +1,5 @@
 """Tests of the video index: every layout on tiny fixture trees, splits, leaks and errors."""
+
 from __future__ import annotations
 
 import json
@@ -78,13 +79,19 @@ def ffpp(tmp_path: Path, clip: Path) -> Path:
     The fake 071_720 mixes two official pairs, so no split covers it.
     """
     root = tmp_path / "ffpp"
-    put(root, clip, *(f"original_sequences/youtube/c23/videos/{i}.mp4" for i in ("071", "054", "720", "953")),
+    put(
+        root,
+        clip,
+        *(f"original_sequences/youtube/c23/videos/{i}.mp4" for i in ("071", "054", "720", "953")),
         "original_sequences/youtube/c40/videos/071.mp4",
         "manipulated_sequences/Deepfakes/c23/videos/071_054.mp4",
         "manipulated_sequences/Deepfakes/c23/videos/054_071.mp4",
         "manipulated_sequences/Face2Face/c23/videos/720_672.mp4",
         "manipulated_sequences/Face2Face/c23/videos/974_953.mp4",
-        FFPP_ACTOR, FFPP_DFD, FFPP_CROSS)
+        FFPP_ACTOR,
+        FFPP_DFD,
+        FFPP_CROSS,
+    )
     return root
 
 
@@ -96,14 +103,42 @@ def ffpp_rows(splits: dict[str, str]) -> list[tuple]:
         ("ffpp/youtube/054", f"{yt}/054.mp4", 0, splits["071"], "real", "ffpp", "054"),
         ("ffpp/youtube/720", f"{yt}/720.mp4", 0, splits["720"], "real", "ffpp", "720"),
         ("ffpp/youtube/953", f"{yt}/953.mp4", 0, splits["953"], "real", "ffpp", "953"),
-        ("ffpp/Deepfakes/071_054", fake.format("Deepfakes") + "/071_054.mp4", 1, splits["071"], "Deepfakes",
-         "ffpp", "071"),
-        ("ffpp/Deepfakes/054_071", fake.format("Deepfakes") + "/054_071.mp4", 1, splits["071"], "Deepfakes",
-         "ffpp", "054"),
-        ("ffpp/Face2Face/720_672", fake.format("Face2Face") + "/720_672.mp4", 1, splits["720"], "Face2Face",
-         "ffpp", "720"),
-        ("ffpp/Face2Face/974_953", fake.format("Face2Face") + "/974_953.mp4", 1, splits["953"], "Face2Face",
-         "ffpp", "974"),
+        (
+            "ffpp/Deepfakes/071_054",
+            fake.format("Deepfakes") + "/071_054.mp4",
+            1,
+            splits["071"],
+            "Deepfakes",
+            "ffpp",
+            "071",
+        ),
+        (
+            "ffpp/Deepfakes/054_071",
+            fake.format("Deepfakes") + "/054_071.mp4",
+            1,
+            splits["071"],
+            "Deepfakes",
+            "ffpp",
+            "054",
+        ),
+        (
+            "ffpp/Face2Face/720_672",
+            fake.format("Face2Face") + "/720_672.mp4",
+            1,
+            splits["720"],
+            "Face2Face",
+            "ffpp",
+            "720",
+        ),
+        (
+            "ffpp/Face2Face/974_953",
+            fake.format("Face2Face") + "/974_953.mp4",
+            1,
+            splits["953"],
+            "Face2Face",
+            "ffpp",
+            "974",
+        ),
     ]
 
 
@@ -167,16 +202,25 @@ def test_ffpp_errors(ffpp: Path, tmp_path: Path) -> None:
 CELEB_REAL = ["id0_0000", "id0_0001", "id1_0000", "id2_0000", "id3_0000"]
 CELEB_FAKE = ["id0_id1_0000", "id1_id0_0000", "id2_id3_0000", "id3_id2_0000"]
 CELEB_YT = ["00000", "00001"]
-CELEB_LIST = ["1 Celeb-real/id3_0000.mp4", "0 Celeb-synthesis/id3_id2_0000.mp4", "1 YouTube-real/00001.mp4",
-              "0 Celeb-synthesis/id9_id8_0001.mp4"]
+CELEB_LIST = [
+    "1 Celeb-real/id3_0000.mp4",
+    "0 Celeb-synthesis/id3_id2_0000.mp4",
+    "1 YouTube-real/00001.mp4",
+    "0 Celeb-synthesis/id9_id8_0001.mp4",
+]
 
 
 @pytest.fixture
 def celebdf(tmp_path: Path, clip: Path) -> Path:
     """A Celeb-DF tree with a test list (label 1 = real) naming one absent video."""
     root = tmp_path / "celebdf"
-    put(root, clip, *(f"Celeb-real/{s}.mp4" for s in CELEB_REAL), *(f"Celeb-synthesis/{s}.mp4" for s in CELEB_FAKE),
-        *(f"YouTube-real/{s}.mp4" for s in CELEB_YT))
+    put(
+        root,
+        clip,
+        *(f"Celeb-real/{s}.mp4" for s in CELEB_REAL),
+        *(f"Celeb-synthesis/{s}.mp4" for s in CELEB_FAKE),
+        *(f"YouTube-real/{s}.mp4" for s in CELEB_YT),
+    )
     (root / "List_of_testing_videos.txt").write_text("\n".join(CELEB_LIST) + "\n")
     return root
 
@@ -187,12 +231,23 @@ def test_celebdf(celebdf: Path) -> None:
     assert result.layout == "celebdf"
     df = result.df
     test = {"Celeb-real/id3_0000.mp4", "Celeb-synthesis/id3_id2_0000.mp4", "YouTube-real/00001.mp4"}
-    rows = ([(f"celebdf/Celeb-real/{s}", f"Celeb-real/{s}.mp4", 0, "real", s) for s in CELEB_REAL]
-            + [(f"celebdf/Celeb-synthesis/{s}", f"Celeb-synthesis/{s}.mp4", 1, "Celeb-synthesis",
-                s.split("_")[0] + "_" + s.split("_")[2]) for s in CELEB_FAKE]
-            + [(f"celebdf/YouTube-real/{s}", f"YouTube-real/{s}.mp4", 0, "real", s) for s in CELEB_YT])
-    expected = expected_frame([(vid, path, label, "?", method, "celebdf", source)
-                               for vid, path, label, method, source in rows])
+    rows = (
+        [(f"celebdf/Celeb-real/{s}", f"Celeb-real/{s}.mp4", 0, "real", s) for s in CELEB_REAL]
+        + [
+            (
+                f"celebdf/Celeb-synthesis/{s}",
+                f"Celeb-synthesis/{s}.mp4",
+                1,
+                "Celeb-synthesis",
+                s.split("_")[0] + "_" + s.split("_")[2],
+            )
+            for s in CELEB_FAKE
+        ]
+        + [(f"celebdf/YouTube-real/{s}", f"YouTube-real/{s}.mp4", 0, "real", s) for s in CELEB_YT]
+    )
+    expected = expected_frame(
+        [(vid, path, label, "?", method, "celebdf", source) for vid, path, label, method, source in rows]
+    )
     expected["split"] = df["split"]
     assert_index_equal(df, expected)
     # The list says 1 for the real id3_0000 and 0 for the fake id3_id2_0000: inverted here.
@@ -231,8 +286,14 @@ def test_celebdf_errors(celebdf: Path, tmp_path: Path) -> None:
 # --- DFDC ------------------------------------------------------------------------------
 
 DFDC_META = {
-    "dfdc_train_part_0": {"aaa.mp4": ("REAL", None), "bbb.mp4": ("FAKE", "aaa.mp4"), "ccc.mp4": ("FAKE", "aaa.mp4"),
-                          "ddd.mp4": ("REAL", None), "eee.mp4": ("FAKE", "ddd.mp4"), "zzz.mp4": ("FAKE", "ddd.mp4")},
+    "dfdc_train_part_0": {
+        "aaa.mp4": ("REAL", None),
+        "bbb.mp4": ("FAKE", "aaa.mp4"),
+        "ccc.mp4": ("FAKE", "aaa.mp4"),
+        "ddd.mp4": ("REAL", None),
+        "eee.mp4": ("FAKE", "ddd.mp4"),
+        "zzz.mp4": ("FAKE", "ddd.mp4"),
+    },
     "dfdc_train_part_1": {"fff.mp4": ("REAL", None), "ggg.mp4": ("FAKE", "fff.mp4"), "hhh.mp4": ("REAL", None)},
 }
 
@@ -242,8 +303,10 @@ def dfdc(tmp_path: Path, clip: Path) -> Path:
     """A DFDC tree: two parts (one listed video absent, one unlisted video), a test folder with labels.csv."""
     root = tmp_path / "dfdc"
     for part, entries in DFDC_META.items():
-        meta = {name: {"label": label, "split": "train", "original": original}
-                for name, (label, original) in entries.items()}
+        meta = {
+            name: {"label": label, "split": "train", "original": original}
+            for name, (label, original) in entries.items()
+        }
         put(root, clip, *(f"{part}/{name}" for name in entries if name != "zzz.mp4"))
         (root / part / "metadata.json").write_text(json.dumps(meta))
     put(root, clip, "dfdc_train_part_1/stray.mp4", "test/t1.mp4", "test/t2.mp4")
@@ -256,11 +319,24 @@ def test_dfdc(dfdc: Path) -> None:
     result = build_index(dfdc)
     assert result.layout == "dfdc"
     df = result.df
-    rows = [(f"dfdc/{part}/{name[:3]}", f"{part}/{name}", int(label == "FAKE"), "?",
-             "dfdc" if label == "FAKE" else "real", "dfdc", (original or name)[:3])
-            for part, entries in DFDC_META.items() for name, (label, original) in entries.items() if name != "zzz.mp4"]
-    rows += [("dfdc/test/t1", "test/t1.mp4", 1, "test", "dfdc", "dfdc", "t1"),
-             ("dfdc/test/t2", "test/t2.mp4", 0, "test", "real", "dfdc", "t2")]
+    rows = [
+        (
+            f"dfdc/{part}/{name[:3]}",
+            f"{part}/{name}",
+            int(label == "FAKE"),
+            "?",
+            "dfdc" if label == "FAKE" else "real",
+            "dfdc",
+            (original or name)[:3],
+        )
+        for part, entries in DFDC_META.items()
+        for name, (label, original) in entries.items()
+        if name != "zzz.mp4"
+    ]
+    rows += [
+        ("dfdc/test/t1", "test/t1.mp4", 1, "test", "dfdc", "dfdc", "t1"),
+        ("dfdc/test/t2", "test/t2.mp4", 0, "test", "real", "dfdc", "t2"),
+    ]
     expected = expected_frame(rows)
     train_part = expected["split"] == "?"
     expected.loc[train_part, "split"] = df.loc[train_part, "split"]
@@ -289,10 +365,13 @@ def test_dfdc_errors(dfdc: Path, tmp_path: Path) -> None:
 
 # --- Plain folders ---------------------------------------------------------------------
 
-FOLDER_REAL = ["real/r001.mp4", "real/sub/r002.avi", "real/r003.mp4", "real/r004.mov", "real/r005.mp4",
-               "real/r006.mp4"]
-FOLDER_FAKE = {"fake/swap/r001_r002.mp4": "r001", "fake/swap/r003_r005.mp4": "r003",
-               "fake/blend/deep/r004.mkv": "r004", "fake/blend/x_y.webm": "x_y"}
+FOLDER_REAL = ["real/r001.mp4", "real/sub/r002.avi", "real/r003.mp4", "real/r004.mov", "real/r005.mp4", "real/r006.mp4"]
+FOLDER_FAKE = {
+    "fake/swap/r001_r002.mp4": "r001",
+    "fake/swap/r003_r005.mp4": "r003",
+    "fake/blend/deep/r004.mkv": "r004",
+    "fake/blend/x_y.webm": "x_y",
+}
 
 
 @pytest.fixture
@@ -307,8 +386,9 @@ def folder(tmp_path: Path, clip: Path) -> Path:
 def folder_rows(sources: dict[str, str]) -> pd.DataFrame:
     """Expected folder-layout rows (split left to compare separately) given each fake's source."""
     rows = [("folder/" + p.rsplit(".", 1)[0], p, 0, "?", "real", "folder", Path(p).stem) for p in FOLDER_REAL]
-    rows += [("folder/" + p.rsplit(".", 1)[0], p, 1, "?", p.split("/")[1], "folder", source)
-             for p, source in sources.items()]
+    rows += [
+        ("folder/" + p.rsplit(".", 1)[0], p, 1, "?", p.split("/")[1], "folder", source) for p, source in sources.items()
+    ]
     return expected_frame(rows)
 
 
@@ -328,8 +408,10 @@ def test_folder(folder: Path) -> None:
 
 
 def test_folder_metadata_overrides(folder: Path) -> None:
-    (folder / "metadata.csv").write_text("path,source_id,split\nreal/r006.mp4,,test\nfake/blend/x_y.webm,r006,\n"
-                                         "real/r001.mp4,,val\nreal/gone.mp4,,train\n")
+    (folder / "metadata.csv").write_text(
+        "path,source_id,split\nreal/r006.mp4,,test\nfake/blend/x_y.webm,r006,\n"
+        "real/r001.mp4,,val\nreal/gone.mp4,,train\n"
+    )
     result = build_index(folder)
     df = result.df.set_index("path")
     assert df.loc["fake/blend/x_y.webm", "source_id"] == "r006"
@@ -348,14 +430,21 @@ def _copy(source: str, target: str) -> Callable[[Path], object]:
 
 
 BAD_FOLDERS = {
-    "source in two splits": (_metadata("path,split\nreal/r001.mp4,test\nfake/swap/r001_r002.mp4,train\n"),
-                             "source r001 is given both splits test and train"),
-    "path listed twice": (_metadata("path,split\nreal/r001.mp4,val\nreal/r001.mp4,test\n"),
-                          "metadata.csv: path real/r001.mp4 is listed twice"),
+    "source in two splits": (
+        _metadata("path,split\nreal/r001.mp4,test\nfake/swap/r001_r002.mp4,train\n"),
+        "source r001 is given both splits test and train",
+    ),
+    "path listed twice": (
+        _metadata("path,split\nreal/r001.mp4,val\nreal/r001.mp4,test\n"),
+        "metadata.csv: path real/r001.mp4 is listed twice",
+    ),
     "unknown split": (_metadata("path,split\nreal/r001.mp4,holdout\n"), "metadata.csv: bad split value 'holdout'"),
     "no path column": (_metadata("file,split\nreal/r001.mp4,test\n"), "metadata.csv: missing column 'path'"),
     "same id twice": (_copy("real/r001.mp4", "real/r001.webm"), "video_id folder/real/r001 is not unique"),
-    "fake without method": (_copy("real/r001.mp4", "fake/loose.mp4"), r"fake video outside a method folder: .*fake/loose.mp4"),
+    "fake without method": (
+        _copy("real/r001.mp4", "fake/loose.mp4"),
+        r"fake video outside a method folder: .*fake/loose.mp4",
+    ),
 }
 
 
@@ -373,6 +462,7 @@ def test_an_empty_root_is_not_a_folder_layout(tmp_path: Path) -> None:
 
 
 # --- csv, auto, summaries, general errors ------------------------------------------------
+
 
 def test_csv_layout_round_trip(folder: Path, tmp_path: Path) -> None:
     built = build_index(folder).df
@@ -435,9 +525,12 @@ def test_summarize_and_format(ffpp: Path) -> None:
     table = summarize(result.df)
     assert list(table.columns) == ["split", "method", "label", "videos"]
     assert table.values.tolist() == [
-        ["train", "Deepfakes", 1, 2], ["train", "real", 0, 2],
-        ["val", "Face2Face", 1, 1], ["val", "real", 0, 1],
-        ["test", "Face2Face", 1, 1], ["test", "real", 0, 1],
+        ["train", "Deepfakes", 1, 2],
+        ["train", "real", 0, 2],
+        ["val", "Face2Face", 1, 1],
+        ["val", "real", 0, 1],
+        ["test", "Face2Face", 1, 1],
+        ["test", "real", 0, 1],
     ]
     text = format_summary(result)
     assert text.startswith("8 videos indexed (layout ffpp)")

@@ -1,4 +1,5 @@
 """Reading the whitened layer (fmkit.interpret.concepts): decorrelation, concept AUC, top images, maps."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -143,8 +144,10 @@ def test_concept_alignment_raises_the_concept_auc_of_the_aligned_axes(aligned):
     objectives = [s.after for s in steps]
     assert all(b >= a - 1e-9 for a, b in zip(objectives, objectives[1:])), objectives
     assert steps[0].after > steps[0].before
-    msg = (f"mean concept AUC before {before['auc'].mean():.3f} → after {after['auc'].mean():.3f}; "
-           f"per axis {before['auc'].round(2).tolist()} → {after['auc'].round(2).tolist()}")
+    msg = (
+        f"mean concept AUC before {before['auc'].mean():.3f} → after {after['auc'].mean():.3f}; "
+        f"per axis {before['auc'].round(2).tolist()} → {after['auc'].round(2).tolist()}"
+    )
     assert after["auc"].mean() > before["auc"].mean() + 0.15, msg
     r = model.whitening.rotation.double()
     assert torch.linalg.matrix_norm(r.transpose(-1, -2) @ r - torch.eye(64, dtype=torch.float64)).max() < 1e-4

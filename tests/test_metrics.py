@@ -1,4 +1,5 @@
 """fmkit.metrics against hand-computed tiny cases."""
+
 from __future__ import annotations
 
 import math
@@ -56,7 +57,8 @@ def test_video_level_mean_aggregation() -> None:
     assert videos["prob"].tolist() == pytest.approx([0.35, 0.4, 0.9])
     assert videos["label"].tolist() == [0, 1, 1]
     assert metrics.video_level(P, Y, ["a", "a", "b", "c"], reduce="max")["prob"].tolist() == pytest.approx(
-        [0.6, 0.4, 0.9])
+        [0.6, 0.4, 0.9]
+    )
 
 
 def test_compute_metrics_keys_and_video_values() -> None:
@@ -65,7 +67,7 @@ def test_compute_metrics_keys_and_video_values() -> None:
     assert out["auc"] == pytest.approx(0.75)
     # videos: a 0.35 (real), b 0.4 (fake), c 0.9 (fake): both fakes above the real
     assert out["video_auc"] == 1.0
-    assert out["video_acc"] == pytest.approx(2 / 3)          # b (0.4) is called real
+    assert out["video_acc"] == pytest.approx(2 / 3)  # b (0.4) is called real
     assert out["n"] == 4 and out["n_fake"] == 2 and out["n_videos"] == 3
     assert "video_auc" not in metrics.compute_metrics(P, Y)
 

@@ -1,4 +1,5 @@
 """The real notebooks, executed top to bottom under papermill with tiny parameters."""
+
 import ast
 import json
 
@@ -86,8 +87,13 @@ def test_pipeline_errors_are_clear(tmp_path, tiny_synth):
 
 
 def test_notebook_02_runs_under_papermill(synth_faces, tiny_synth, tmp_path):
-    params = {"faces_dir": str(synth_faces), "epochs": 1, "settings": ["data.size=32", "data.batch_size=16"],
-              "whitening_settings": ["model.group_size=64", "callbacks.concept_alignment.every=2"], "n_top": 3}
+    params = {
+        "faces_dir": str(synth_faces),
+        "epochs": 1,
+        "settings": ["data.size=32", "data.batch_size=16"],
+        "whitening_settings": ["model.group_size=64", "callbacks.concept_alignment.every=2"],
+        "n_top": 3,
+    }
     cfg = _config(tmp_path, tiny_synth, [{"name": "02_whitening_detector", "parameters": params}])
     run = run_pipeline(cfg, tmp_path / "run")
     executed = nbformat.read(run / "notebooks" / "02_whitening_detector.ipynb", as_version=4)

@@ -1,4 +1,5 @@
 """Install metadata: the pip pins and the conda environment agree; the CLI is wired."""
+
 import re
 import subprocess
 import sys

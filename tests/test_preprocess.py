@@ -1,4 +1,3 @@
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -71,8 +70,9 @@ def test_preprocess_writes_manifest_crops_and_errors(faces_out, face_dataset):
     index, out, summary = faces_out
     manifest = read_faces(out)
     assert list(manifest.columns) == FACE_COLUMNS
-    assert set(manifest["video_id"]) == set(index.loc[index["path"].isin(
-        ["real/a.mp4", "real/b.mp4", "fake/patch/a_x.mp4"]), "video_id"])
+    assert set(manifest["video_id"]) == set(
+        index.loc[index["path"].isin(["real/a.mp4", "real/b.mp4", "fake/patch/a_x.mp4"]), "video_id"]
+    )
     assert summary.videos_failed == 2 and summary.crops == len(manifest)
     # frames sampled over the whole 6-frame video, not the first 4
     assert sorted(manifest.loc[manifest["path"] == "real/a.mp4", "frame_idx"]) == [0, 2, 3, 5]

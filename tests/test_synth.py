@@ -54,8 +54,12 @@ def test_layout_and_metadata(tiny):
     assert set(meta.loc[meta.method == "selfblend", "path"]) == {f"fake/selfblend/r{i:03d}_sbi.mp4" for i in range(3)}
     assert set(meta.loc[meta.method == "flicker", "path"]) == {f"fake/flicker/r{i:03d}_flk.mp4" for i in range(3)}
     info = json.loads((tiny / "synth.json").read_text())
-    assert info["config"] == {**{k: v for k, v in TINY.items() if k != "progress"}, "fps": 25, "seed": 0,
-                              "methods": list(METHODS)}
+    assert info["config"] == {
+        **{k: v for k, v in TINY.items() if k != "progress"},
+        "fps": 25,
+        "seed": 0,
+        "methods": list(METHODS),
+    }
     assert not list(tiny.rglob(".*")), "no temporary or partial-run files are left"
 
 
@@ -155,11 +159,17 @@ def test_refuses_foreign_or_differently_configured_folders(tiny, tmp_path):
         synthesize(a_file, **TINY)
 
 
-@pytest.mark.parametrize("bad, message", [(dict(identities=2), "identities must be an integer >= 3"),
-                                          (dict(videos=3, identities=4), "one video per identity"),
-                                          (dict(size=63), "even"), (dict(frames=0), "frames"),
-                                          (dict(methods=("deepfake",)), "methods must be a list of distinct names from faceswap")],
-                         ids=["identities", "videos", "size", "frames", "methods"])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (dict(identities=2), "identities must be an integer >= 3"),
+        (dict(videos=3, identities=4), "one video per identity"),
+        (dict(size=63), "even"),
+        (dict(frames=0), "frames"),
+        (dict(methods=("deepfake",)), "methods must be a list of distinct names from faceswap"),
+    ],
+    ids=["identities", "videos", "size", "frames", "methods"],
+)
 def test_bad_config_is_refused(bad, message, tmp_path):
     with pytest.raises(FmkitError, match=message):
         synthesize(tmp_path / "x", **{**TINY, **bad})
@@ -182,4 +192,4 @@ def test_mtcnn_finds_the_face_in_every_real_frame_at_the_default_size(tmp_path):
     masks = np.concatenate([_masks(out, f"fake/selfblend/{vid}_sbi.mp4") for vid in real["source_id"]])
     for found, mask in zip(faces, masks):
         x1, y1, x2, y2 = max(found, key=lambda f: f.area).box
-        assert mask[int(max(y1, 0)):int(y2), int(max(x1, 0)):int(x2)].sum() > 0.9 * mask.sum()
+        assert mask[int(max(y1, 0)) : int(y2), int(max(x1, 0)) : int(x2)].sum() > 0.9 * mask.sum()

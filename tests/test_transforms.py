@@ -1,4 +1,5 @@
 """fmkit.data.transforms: evaluation resize, training augmentations of frames and clips, argument checks."""
+
 import pickle
 
 import pytest
@@ -120,9 +121,22 @@ def test_transform_pickles_for_dataloader_workers():
         ({"rrc": 1.5}, "rrc"),
         ({"size": None, "rrc": 0.5}, "rrc"),
     ],
-    ids=["size_zero", "size_float", "size_bool", "jitter_negative", "blur_above_one", "blur_negative",
-         "jpeg_quality_zero", "jpeg_reversed", "jpeg_above_100", "jpeg_float", "jpeg_one_value", "rrc_zero",
-         "rrc_above_one", "rrc_without_size"],
+    ids=[
+        "size_zero",
+        "size_float",
+        "size_bool",
+        "jitter_negative",
+        "blur_above_one",
+        "blur_negative",
+        "jpeg_quality_zero",
+        "jpeg_reversed",
+        "jpeg_above_100",
+        "jpeg_float",
+        "jpeg_one_value",
+        "rrc_zero",
+        "rrc_above_one",
+        "rrc_without_size",
+    ],
 )
 def test_bad_arguments_raise_value_error_naming_them(kwargs, argument):
     kwargs = {"size": 32, **kwargs}

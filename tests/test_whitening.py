@@ -212,7 +212,7 @@ def axis_activation(layer: FeatureWhitening, k: int, x: torch.Tensor) -> float:
 def test_alignment_increases_concept_activation_and_keeps_r_orthogonal():
     torch.manual_seed(0)
     layer = FeatureWhitening(C, mode="exact")
-    for seed in range(10):
+    for _seed in range(10):
         layer(torch.randn(64, C, 3, 3))
     layer.eval()
     directions = torch.linalg.qr(torch.randn(C, C))[0]

@@ -1,4 +1,5 @@
 """Training the whitening detector with the engine: concept alignment hooks, logging, load, resume, CLI."""
+
 from __future__ import annotations
 
 import json
@@ -21,9 +22,14 @@ from fmkit.models import load
 from fmkit.models.checkpoint import read_checkpoint
 
 GROUP = 64
-CFG = {"model": {"name": "whitening", "mode": "exact", "group_size": GROUP, "layer": "layer4.1.bn2"},
-       "callbacks": {"concept_alignment": {"every": 1, "batch": 4}},
-       "data": {"size": 32, "batch_size": 8}, "epochs": 2, "seed": 0, "device": "cpu"}
+CFG = {
+    "model": {"name": "whitening", "mode": "exact", "group_size": GROUP, "layer": "layer4.1.bn2"},
+    "callbacks": {"concept_alignment": {"every": 1, "batch": 4}},
+    "data": {"size": 32, "batch_size": 8},
+    "epochs": 2,
+    "seed": 0,
+    "device": "cpu",
+}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -114,7 +120,10 @@ def test_one_epoch_then_resume_equals_two_epochs_with_alignment(straight, synth_
     train(CFG, synth_faces, split, epochs=1)
     assert pd.read_csv(split / "metrics.csv")["epoch"].tolist() == [1]
     train(CFG, synth_faces, split, resume=True, epochs=2)
-    a, b = read_checkpoint(run / "checkpoints" / "last.pt")["model"], read_checkpoint(split / "checkpoints" / "last.pt")["model"]
+    a, b = (
+        read_checkpoint(run / "checkpoints" / "last.pt")["model"],
+        read_checkpoint(split / "checkpoints" / "last.pt")["model"],
+    )
     assert torch.equal(rotation(run), rotation(split)), "the same concept batches at the same steps"
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a if isinstance(a[k], torch.Tensor)), "identical weights"
@@ -166,8 +175,18 @@ def cli_run(synth_faces, tmp_path_factory) -> tuple[int, Path, list[tuple[str, t
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(callbacks_module, "sample_concept_batch", spy)
-        code = main(["train", "whitening", "--data", str(synth_faces), "-o", str(folder / "run"),
-                     "--config", str(folder / "train.yaml")])
+        code = main(
+            [
+                "train",
+                "whitening",
+                "--data",
+                str(synth_faces),
+                "-o",
+                str(folder / "run"),
+                "--config",
+                str(folder / "train.yaml"),
+            ]
+        )
     return code, folder / "run", draws
 
 

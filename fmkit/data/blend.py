@@ -13,6 +13,7 @@ Conventions:
   eye distance), so one set of parameters fits a face of any size and can be reused
   over the frames of a video for a temporally consistent blend.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ import numpy as np
 #: offsets from an anchor; anchors: 0 left eye, 1 right eye, 3/4 mouth corners, 5 eye
 #: centre, 6 mouth centre. Brows to chin, temple to temple.
 _HULL_POINTS: tuple[tuple[int, float, float], ...] = (
-    (5, 0.0, -0.65),   # forehead, above the brows
+    (5, 0.0, -0.65),  # forehead, above the brows
     (0, -0.30, -0.50),  # above the left brow
     (1, 0.30, -0.50),  # above the right brow
     (0, -0.45, 0.30),  # left cheek
@@ -40,6 +41,7 @@ SBI_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)
 
 
 # --- dtype helpers -----------------------------------------------------------------------
+
 
 def to_float(img: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 0..255 or float in [0, 1] → float32 in [0, 1]."""
@@ -57,6 +59,7 @@ def like(img: np.ndarray, ref: np.ndarray) -> np.ndarray:
 
 
 # --- landmark geometry -------------------------------------------------------------------
+
 
 def face_unit(landmarks: np.ndarray) -> float:
     """Length scale of a face (px): the larger of the eye distance and the eye→mouth distance."""
@@ -83,8 +86,13 @@ def hull_polygon(landmarks: np.ndarray, expand: float = 1.0, jitter: np.ndarray 
     return pts.astype(np.float32)
 
 
-def hull_mask(shape: tuple[int, int], landmarks: np.ndarray, box: np.ndarray | None = None,
-              expand: float = 1.0, jitter: np.ndarray | None = None) -> np.ndarray:
+def hull_mask(
+    shape: tuple[int, int],
+    landmarks: np.ndarray,
+    box: np.ndarray | None = None,
+    expand: float = 1.0,
+    jitter: np.ndarray | None = None,
+) -> np.ndarray:
     """Binary (H, W) float32 mask of the convex hull of :func:`hull_polygon`, clipped to ``box``."""
     h, w = shape[:2]
     mask = np.zeros((h, w), np.uint8)
@@ -93,7 +101,7 @@ def hull_mask(shape: tuple[int, int], landmarks: np.ndarray, box: np.ndarray | N
     if box is not None:
         x1, y1, x2, y2 = (int(round(v)) for v in box)
         clip = np.zeros_like(mask)
-        clip[max(y1, 0):max(y2, 0), max(x1, 0):max(x2, 0)] = 1
+        clip[max(y1, 0) : max(y2, 0), max(x1, 0) : max(x2, 0)] = 1
         mask &= clip
     return mask.astype(np.float32)
 
@@ -131,17 +139,22 @@ class MaskParams:
     ratio: float = 1.0
 
     @classmethod
-    def sample(cls, rng: np.random.Generator, deform: float = 0.08, ratios: tuple[float, ...] = SBI_RATIOS
-               ) -> MaskParams:
+    def sample(
+        cls, rng: np.random.Generator, deform: float = 0.08, ratios: tuple[float, ...] = SBI_RATIOS
+    ) -> MaskParams:
         """Random parameters: vertex jitter up to ``deform`` face units, ratio drawn from ``ratios``."""
-        return cls(expand=float(rng.uniform(0.9, 1.15)),
-                   jitter=rng.uniform(-deform, deform, (NUM_HULL_POINTS, 2)).astype(np.float32),
-                   erode=float(rng.uniform(-0.05, 0.15)), sigma=float(rng.uniform(0.04, 0.15)),
-                   ratio=float(rng.choice(ratios)))
+        return cls(
+            expand=float(rng.uniform(0.9, 1.15)),
+            jitter=rng.uniform(-deform, deform, (NUM_HULL_POINTS, 2)).astype(np.float32),
+            erode=float(rng.uniform(-0.05, 0.15)),
+            sigma=float(rng.uniform(0.04, 0.15)),
+            ratio=float(rng.choice(ratios)),
+        )
 
 
-def blend_mask(shape: tuple[int, int], landmarks: np.ndarray, params: MaskParams,
-               box: np.ndarray | None = None) -> np.ndarray:
+def blend_mask(
+    shape: tuple[int, int], landmarks: np.ndarray, params: MaskParams, box: np.ndarray | None = None
+) -> np.ndarray:
     """Soft (H, W) float32 mask in [0, params.ratio]: deformed hull, eroded and blurred."""
     unit = face_unit(landmarks)
     hard = hull_mask(shape, landmarks, box, params.expand, params.jitter)
@@ -149,6 +162,7 @@ def blend_mask(shape: tuple[int, int], landmarks: np.ndarray, params: MaskParams
 
 
 # --- colour ------------------------------------------------------------------------------
+
 
 def _weighted_stats(img: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and std (3,) of (H, W, 3) ``img`` weighted by (H, W) ``weights``."""
@@ -181,8 +195,9 @@ def colour_transfer(source: np.ndarray, target: np.ndarray, mask: np.ndarray, sp
     return like(out, source)
 
 
-def jitter_colour(img: np.ndarray, hue: float = 0.0, saturation: float = 1.0, brightness: float = 0.0,
-                  contrast: float = 1.0) -> np.ndarray:
+def jitter_colour(
+    img: np.ndarray, hue: float = 0.0, saturation: float = 1.0, brightness: float = 0.0, contrast: float = 1.0
+) -> np.ndarray:
     """Shift hue (degrees), scale saturation, add brightness (in [0, 1] units), scale contrast about the mean."""
     x = to_float(img)
     hsv = cv2.cvtColor(x, cv2.COLOR_RGB2HSV)  # float32: H in [0, 360), S and V in [0, 1]
@@ -194,6 +209,7 @@ def jitter_colour(img: np.ndarray, hue: float = 0.0, saturation: float = 1.0, br
 
 
 # --- geometry ----------------------------------------------------------------------------
+
 
 def similarity_transform(src_landmarks: np.ndarray, dst_landmarks: np.ndarray) -> np.ndarray:
     """(2, 3) rotation + uniform scale + translation mapping ``src`` points (N, 2) onto ``dst`` (least squares)."""
@@ -225,8 +241,9 @@ def warp(img: np.ndarray, matrix: np.ndarray, shape: tuple[int, int]) -> np.ndar
     return cv2.warpAffine(img, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
 
 
-def align_face(source: np.ndarray, source_landmarks: np.ndarray, target_landmarks: np.ndarray,
-               shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def align_face(
+    source: np.ndarray, source_landmarks: np.ndarray, target_landmarks: np.ndarray, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
     """Warp ``source`` so its five landmarks land on ``target_landmarks``.
 
     Returns (the warped image of (H, W) = ``shape``, the (2, 3) similarity matrix).
@@ -244,6 +261,7 @@ def _about_face(landmarks: np.ndarray, scale: float, shift: np.ndarray) -> np.nd
 
 
 # --- blending ----------------------------------------------------------------------------
+
 
 def alpha_blend(target: np.ndarray, source: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``target * (1 - mask) + source * mask`` for (H, W, 3) images and an (H, W) mask; ``target``'s dtype.
@@ -275,14 +293,25 @@ class SBIParams:
     @classmethod
     def sample(cls, rng: np.random.Generator) -> SBIParams:
         """Random jitter in SBI's ranges: small colour shifts, ±5 % scale, ±5 % face-unit shift."""
-        return cls(hue=float(rng.uniform(-10, 10)), saturation=float(rng.uniform(0.8, 1.2)),
-                   brightness=float(rng.uniform(-0.08, 0.08)), contrast=float(rng.uniform(0.8, 1.2)),
-                   scale=float(rng.uniform(0.95, 1.05)), shift=rng.uniform(-0.05, 0.05, 2).astype(np.float32),
-                   mask=MaskParams.sample(rng))
+        return cls(
+            hue=float(rng.uniform(-10, 10)),
+            saturation=float(rng.uniform(0.8, 1.2)),
+            brightness=float(rng.uniform(-0.08, 0.08)),
+            contrast=float(rng.uniform(0.8, 1.2)),
+            scale=float(rng.uniform(0.95, 1.05)),
+            shift=rng.uniform(-0.05, 0.05, 2).astype(np.float32),
+            mask=MaskParams.sample(rng),
+        )
 
 
-def self_blend(img: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator | None = None, *,
-               box: np.ndarray | None = None, params: SBIParams | None = None) -> tuple[np.ndarray, np.ndarray]:
+def self_blend(
+    img: np.ndarray,
+    landmarks: np.ndarray,
+    rng: np.random.Generator | None = None,
+    *,
+    box: np.ndarray | None = None,
+    params: SBIParams | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Self-Blended Image (Shiohara & Yamasaki, CVPR 2022): blend a jittered copy of a face into itself.
 
     The source is ``img`` colour-jittered (hue, saturation, brightness, contrast) and
@@ -304,9 +333,16 @@ def self_blend(img: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator 
     return alpha_blend(img, source, mask), mask
 
 
-def face_swap(target: np.ndarray, target_landmarks: np.ndarray, donor: np.ndarray, donor_landmarks: np.ndarray,
-              rng: np.random.Generator | None = None, *, box: np.ndarray | None = None,
-              params: MaskParams | None = None) -> tuple[np.ndarray, np.ndarray]:
+def face_swap(
+    target: np.ndarray,
+    target_landmarks: np.ndarray,
+    donor: np.ndarray,
+    donor_landmarks: np.ndarray,
+    rng: np.random.Generator | None = None,
+    *,
+    box: np.ndarray | None = None,
+    params: MaskParams | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Put the donor's inner face on the target: align on five landmarks, match colour, blend.
 
     ``donor`` (any size) is warped by the similarity that maps ``donor_landmarks`` onto

@@ -11,6 +11,7 @@ A concept is a set of images in which it is present. fmkit builds them automatic
 
 Items are float tensors (3, S, S) in [0, 1], as from ``FrameDataset``.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,8 +28,12 @@ from fmkit.errors import FmkitError
 
 FACE_CONCEPTS = ("left_eye", "right_eye", "nose", "mouth")
 CONCEPTS = FACE_CONCEPTS + ("blend_boundary",)
-_LANDMARK = {"left_eye": ["left_eye"], "right_eye": ["right_eye"], "nose": ["nose"],
-             "mouth": ["mouth_left", "mouth_right"]}
+_LANDMARK = {
+    "left_eye": ["left_eye"],
+    "right_eye": ["right_eye"],
+    "nose": ["nose"],
+    "mouth": ["mouth_left", "mouth_right"],
+}
 
 
 def landmark_centre(row: pd.Series, concept: str) -> np.ndarray:
@@ -52,7 +57,7 @@ def crop_patch(image: torch.Tensor, centre: np.ndarray, side: int, out_size: int
     _, h, w = image.shape
     x0 = int(np.clip(round(centre[0] - side / 2), 0, w - side))
     y0 = int(np.clip(round(centre[1] - side / 2), 0, h - side))
-    patch = image[:, y0:y0 + side, x0:x0 + side]
+    patch = image[:, y0 : y0 + side, x0 : x0 + side]
     size = (out_size, out_size) if out_size else (h, w)
     return torch.nn.functional.interpolate(patch[None], size=size, mode="bilinear", align_corners=False)[0]
 
@@ -63,8 +68,15 @@ class ConceptDataset(Dataset):
     Patches come out at ``size`` px (default: the crop size), like training images.
     """
 
-    def __init__(self, manifest: str | os.PathLike | pd.DataFrame, concept: str, split: str | Sequence[str] | None = "train",
-                 patch_frac: float = 0.35, root: str | os.PathLike | None = None, size: int | None = None) -> None:
+    def __init__(
+        self,
+        manifest: str | os.PathLike | pd.DataFrame,
+        concept: str,
+        split: str | Sequence[str] | None = "train",
+        patch_frac: float = 0.35,
+        root: str | os.PathLike | None = None,
+        size: int | None = None,
+    ) -> None:
         if concept not in CONCEPTS:
             raise FmkitError(f"unknown concept {concept!r}: expected one of {', '.join(CONCEPTS)}")
         df, self.root = open_manifest(manifest, root)
@@ -74,8 +86,11 @@ class ConceptDataset(Dataset):
         self.concept, self.patch_frac, self.size = concept, patch_frac, size
         self.items: list[tuple[str, np.ndarray]] = []
         for _, row in df.sort_values(["video_id", "frame_idx"]).iterrows():
-            centre = (boundary_centre(load_mask(self.root / row["mask_path"])) if concept == "blend_boundary"
-                      else landmark_centre(row, concept))
+            centre = (
+                boundary_centre(load_mask(self.root / row["mask_path"]))
+                if concept == "blend_boundary"
+                else landmark_centre(row, concept)
+            )
             if centre is not None:
                 self.items.append((row["crop_path"], centre))
 
@@ -89,9 +104,14 @@ class ConceptDataset(Dataset):
         return crop_patch(image, centre, side, self.size)
 
 
-def concept_datasets(manifest: str | os.PathLike | pd.DataFrame, concepts: Sequence[str] | None = None,
-                     split: str | Sequence[str] | None = "train", patch_frac: float = 0.35,
-                     root: str | os.PathLike | None = None, size: int | None = None) -> dict[str, ConceptDataset]:
+def concept_datasets(
+    manifest: str | os.PathLike | pd.DataFrame,
+    concepts: Sequence[str] | None = None,
+    split: str | Sequence[str] | None = "train",
+    patch_frac: float = 0.35,
+    root: str | os.PathLike | None = None,
+    size: int | None = None,
+) -> dict[str, ConceptDataset]:
     """One ConceptDataset per concept, in order (axis k ↔ k-th concept).
 
     By default: the four facial regions, plus ``blend_boundary`` when the manifest has

@@ -4,6 +4,7 @@ Items are ``(x, y)``: ``x`` a float tensor in [0, 1] — (3, H, W) for ``FrameDa
 (3, T, H, W) for ``ClipDataset`` — and ``y`` the label as a float tensor (1 fake, 0 real).
 ``video_ids[i]`` is the video of item ``i`` (for video-level metrics).
 """
+
 from __future__ import annotations
 
 import os
@@ -22,11 +23,15 @@ from fmkit.errors import FmkitError
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
-def open_manifest(manifest: str | os.PathLike | pd.DataFrame, root: str | os.PathLike | None) -> tuple[pd.DataFrame, Path]:
+def open_manifest(
+    manifest: str | os.PathLike | pd.DataFrame, root: str | os.PathLike | None
+) -> tuple[pd.DataFrame, Path]:
     """A faces manifest (path, folder or DataFrame) and the folder its crop paths are relative to."""
     if isinstance(manifest, pd.DataFrame):
         if root is None:
-            raise FmkitError("a manifest given as a DataFrame needs root= (the faces folder its crop paths are relative to)")
+            raise FmkitError(
+                "a manifest given as a DataFrame needs root= (the faces folder its crop paths are relative to)"
+            )
         return manifest, Path(root)
     path = Path(manifest)
     df = read_faces(path)
@@ -63,8 +68,13 @@ def load_mask(path: Path) -> torch.Tensor:
 class FrameDataset(Dataset):
     """One face crop per item: ``(x (3, H, W), y)``; ``transform`` maps x to x."""
 
-    def __init__(self, manifest: str | os.PathLike | pd.DataFrame, split: str | Sequence[str] | None = None,
-                 transform: Transform | None = None, root: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self,
+        manifest: str | os.PathLike | pd.DataFrame,
+        split: str | Sequence[str] | None = None,
+        transform: Transform | None = None,
+        root: str | os.PathLike | None = None,
+    ) -> None:
         df, self.root = open_manifest(manifest, root)
         self.frame = filter_split(df, split).sort_values(["video_id", "frame_idx"]).reset_index(drop=True)
         self.transform = transform
@@ -90,9 +100,15 @@ class ClipDataset(Dataset):
     whole volume (3, T, H, W), so one random augmentation serves every frame of a clip.
     """
 
-    def __init__(self, manifest: str | os.PathLike | pd.DataFrame, clip_len: int = 8,
-                 split: str | Sequence[str] | None = None, transform: Transform | None = None,
-                 stride: int | None = None, root: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self,
+        manifest: str | os.PathLike | pd.DataFrame,
+        clip_len: int = 8,
+        split: str | Sequence[str] | None = None,
+        transform: Transform | None = None,
+        stride: int | None = None,
+        root: str | os.PathLike | None = None,
+    ) -> None:
         if clip_len < 1:
             raise FmkitError(f"clip_len must be at least 1, got {clip_len}")
         df, self.root = open_manifest(manifest, root)
@@ -106,7 +122,7 @@ class ClipDataset(Dataset):
             paths = group["crop_path"].tolist()
             starts = range(0, max(len(paths) - clip_len, 0) + 1, stride)
             for s in starts:
-                clip = paths[s:s + clip_len]
+                clip = paths[s : s + clip_len]
                 self.clips.append(clip + [clip[-1]] * (clip_len - len(clip)))
                 self.video_ids.append(str(vid))
                 labels.append(int(group["label"].iloc[0]))

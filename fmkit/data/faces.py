@@ -10,6 +10,7 @@ by the crop-geometry helpers of :mod:`fmkit.data.schema`.
 Detection speed and the reason for one torch thread per process on CPU are measured in
 ``docs/measurements.md``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -44,13 +45,24 @@ class FaceDetector:
     256 px with one other busy process on 2 cores); scale out with processes instead.
     """
 
-    def __init__(self, device: str | torch.device = "cpu", batch_size: int = 32,
-                 min_face_size: int = 20, max_side: int = 640,
-                 thresholds: Sequence[float] = (0.6, 0.7, 0.7), cpu_threads: int | None = 1) -> None:
+    def __init__(
+        self,
+        device: str | torch.device = "cpu",
+        batch_size: int = 32,
+        min_face_size: int = 20,
+        max_side: int = 640,
+        thresholds: Sequence[float] = (0.6, 0.7, 0.7),
+        cpu_threads: int | None = 1,
+    ) -> None:
         from facenet_pytorch import MTCNN
 
-        self.mtcnn = MTCNN(keep_all=True, device=torch.device(device), min_face_size=min_face_size,
-                           thresholds=list(thresholds), post_process=False)
+        self.mtcnn = MTCNN(
+            keep_all=True,
+            device=torch.device(device),
+            min_face_size=min_face_size,
+            thresholds=list(thresholds),
+            post_process=False,
+        )
         self.batch_size = batch_size
         self.max_side = max_side
         self.cpu_threads = cpu_threads if torch.device(device).type == "cpu" else None
@@ -75,15 +87,19 @@ class FaceDetector:
     def _detect_batches(self, frames: Sequence[np.ndarray], scale: float) -> list[list[Face]]:
         out: list[list[Face]] = []
         for start in range(0, len(frames), self.batch_size):
-            batch = np.stack(frames[start:start + self.batch_size])
+            batch = np.stack(frames[start : start + self.batch_size])
             with torch.inference_mode():
                 boxes, probs, points = self.mtcnn.detect(batch, landmarks=True)
-            for b, p, l in zip(boxes, probs, points):
+            for b, p, pts in zip(boxes, probs, points):
                 if b is None:
                     out.append([])
                     continue
-                out.append([Face(np.asarray(bb, np.float32) / scale, float(pp), np.asarray(ll, np.float32) / scale)
-                            for bb, pp, ll in zip(b, p, l)])
+                out.append(
+                    [
+                        Face(np.asarray(bb, np.float32) / scale, float(pp), np.asarray(ll, np.float32) / scale)
+                        for bb, pp, ll in zip(b, p, pts)
+                    ]
+                )
         return out
 
 

@@ -16,6 +16,7 @@ Layouts (see :mod:`fmkit.data.layouts` for each one's rules):
 - ``csv``: a ready index CSV (or a folder holding ``index.csv``);
 - ``auto``: recognised from the markers above.
 """
+
 from __future__ import annotations
 
 import os
@@ -62,8 +63,11 @@ def detect_layout(root: str | os.PathLike) -> str:
         if root.suffix.lower() == ".csv":
             return "csv"
         raise FmkitError(f"cannot tell the layout of file {root}: expected a dataset folder or an index .csv")
-    found = [layout for layout, markers in _MARKERS.items()
-             if any(p.is_dir() for marker in markers for p in root.glob(marker))]
+    found = [
+        layout
+        for layout, markers in _MARKERS.items()
+        if any(p.is_dir() for marker in markers for p in root.glob(marker))
+    ]
     if len(found) > 1:
         raise FmkitError(f"ambiguous dataset root {root}: it looks like {' and '.join(found)}; pass the layout")
     if found:
@@ -74,9 +78,16 @@ def detect_layout(root: str | os.PathLike) -> str:
     raise FmkitError(f"unknown dataset layout in {root}: looked for {looked_for}; csv: {INDEX_FILE} or a .csv file")
 
 
-def build_index(root: str | os.PathLike, layout: str = "auto", *, compression: str = "c23",
-                splits_dir: str | os.PathLike | None = None, val_fraction: float = 0.1, seed: int = 0,
-                uncovered_split: str | None = None) -> IndexResult:
+def build_index(
+    root: str | os.PathLike,
+    layout: str = "auto",
+    *,
+    compression: str = "c23",
+    splits_dir: str | os.PathLike | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    uncovered_split: str | None = None,
+) -> IndexResult:
     """Index the videos of a dataset root.
 
     ``compression`` and ``splits_dir`` (a folder of ``{train,val,test}.json``, which wins
@@ -106,17 +117,23 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     """Video counts by split, method and label: a tidy table with columns split, method, label, videos."""
     counts = df.groupby(["split", "method", "label"]).size().rename("videos").reset_index()
     order = counts["split"].map({split: i for i, split in enumerate(SPLITS)})
-    return (counts.assign(_order=order).sort_values(["_order", "method", "label"])
-            .drop(columns="_order").reset_index(drop=True))
+    return (
+        counts.assign(_order=order)
+        .sort_values(["_order", "method", "label"])
+        .drop(columns="_order")
+        .reset_index(drop=True)
+    )
 
 
 def format_summary(result: IndexResult, max_listed: int = 5) -> str:
     """A human-readable report: counts by split, method and label, then missing and uncovered videos."""
-    lines = [f"{len(result.df)} videos indexed (layout {result.layout})",
-             summarize(result.df).to_string(index=False)]
+    lines = [f"{len(result.df)} videos indexed (layout {result.layout})", summarize(result.df).to_string(index=False)]
     lines += _listing(result.missing, "listed in split/metadata files but absent on disk", max_listed)
-    lines += _listing(result.uncovered, "on disk but covered by no official split "
-                      "(left out unless uncovered_split is set)", max_listed)
+    lines += _listing(
+        result.uncovered,
+        "on disk but covered by no official split (left out unless uncovered_split is set)",
+        max_listed,
+    )
     return "\n".join(lines)
 
 
@@ -139,8 +156,10 @@ def _result(scan: Scan, root: Path, layout: str) -> IndexResult:
     """Turn a layout scan into an :class:`IndexResult`; an index with no video is an error."""
     df = pd.DataFrame(scan.rows, columns=INDEX_COLUMNS).astype({"label": int})
     if df.empty:
-        raise FmkitError(f"no videos indexed under {root} (layout {layout}; {len(scan.missing)} listed but absent, "
-                         f"{len(scan.uncovered)} not covered by official splits)")
+        raise FmkitError(
+            f"no videos indexed under {root} (layout {layout}; {len(scan.missing)} listed but absent, "
+            f"{len(scan.uncovered)} not covered by official splits)"
+        )
     return IndexResult(sorted_unique(df, root), sorted(scan.missing), sorted(scan.uncovered), layout)
 
 

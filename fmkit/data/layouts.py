@@ -9,6 +9,7 @@ turns a scan into the index table; this module knows only the datasets.
 Splits never leak: every video carries a ``source_id`` (its source video or identity),
 and where fmkit carves a split itself it assigns whole source groups.
 """
+
 from __future__ import annotations
 
 import importlib.resources
@@ -42,11 +43,17 @@ class Scan:
     uncovered: list[str] = field(default_factory=list)
 
 
-def make_row(video_id: str, path: str, label: int, split: str, method: str,
-             dataset: str, source_id: str) -> Row:
+def make_row(video_id: str, path: str, label: int, split: str, method: str, dataset: str, source_id: str) -> Row:
     """One index row as a dict keyed by the index column names."""
-    return {"video_id": video_id, "path": path, "label": label, "split": split,
-            "method": method, "dataset": dataset, "source_id": source_id}
+    return {
+        "video_id": video_id,
+        "path": path,
+        "label": label,
+        "split": split,
+        "method": method,
+        "dataset": dataset,
+        "source_id": source_id,
+    }
 
 
 def carve_groups(groups: Iterable[str], fractions: Mapping[str, float], seed: int) -> dict[str, str]:
@@ -61,7 +68,7 @@ def carve_groups(groups: Iterable[str], fractions: Mapping[str, float], seed: in
     for split, fraction in fractions.items():
         free = len(order) - len(assigned)
         n = max(1, round(fraction * len(unique))) if fraction > 0 else 0
-        for group in order[len(assigned):len(assigned) + min(n, free - 1)]:
+        for group in order[len(assigned) : len(assigned) + min(n, free - 1)]:
             assigned[group] = split
     return {group: assigned.get(group, "train") for group in unique}
 
@@ -123,8 +130,9 @@ def read_ffpp_splits(folder: Path | Traversable) -> FfppSplits:
     for split in SPLITS:
         path = folder / f"{split}.json"
         if not path.is_file():
-            raise FmkitError(f"FaceForensics++ split file not found: {path} "
-                             f"(expected {', '.join(s + '.json' for s in SPLITS)})")
+            raise FmkitError(
+                f"FaceForensics++ split file not found: {path} (expected {', '.join(s + '.json' for s in SPLITS)})"
+            )
         entries = _read_json(path)
         if not isinstance(entries, list) or not all(isinstance(e, list) and len(e) == 2 for e in entries):
             raise FmkitError(f"bad FaceForensics++ split file {path}: expected a JSON list of [id, id] pairs")
@@ -146,8 +154,9 @@ def _ffpp_video_dirs(root: Path) -> list[tuple[str, Path]]:
     """(method, folder) for every source folder: ``real`` for each original source, else the method's name."""
     originals, manipulated = root / "original_sequences", root / "manipulated_sequences"
     if not originals.is_dir() and not manipulated.is_dir():
-        raise FmkitError(f"not a FaceForensics++ root: {root} has neither original_sequences/ "
-                         "nor manipulated_sequences/")
+        raise FmkitError(
+            f"not a FaceForensics++ root: {root} has neither original_sequences/ nor manipulated_sequences/"
+        )
     return [("real", d) for d in _subdirs(originals)] + [(d.name, d) for d in _subdirs(manipulated)]
 
 
@@ -175,8 +184,9 @@ def _ffpp_official_split(method: str, source: str, stem: str, splits: FfppSplits
     return splits.pairs.get(frozenset(match.groups())) if match else None
 
 
-def scan_ffpp(root: Path, compression: str = "c23", splits_dir: str | Path | None = None,
-              uncovered_split: str | None = None) -> Scan:
+def scan_ffpp(
+    root: Path, compression: str = "c23", splits_dir: str | Path | None = None, uncovered_split: str | None = None
+) -> Scan:
     """FaceForensics++: originals and every manipulation method present, at one compression.
 
     Split lists come from ``splits_dir`` when given, else the root's own ``splits/``, else
@@ -187,13 +197,15 @@ def scan_ffpp(root: Path, compression: str = "c23", splits_dir: str | Path | Non
     ``uncovered_split`` names a split for them.
     """
     if compression not in FFPP_COMPRESSIONS:
-        raise FmkitError(f"unknown FaceForensics++ compression {compression!r}: "
-                         f"expected one of {', '.join(FFPP_COMPRESSIONS)}")
+        raise FmkitError(
+            f"unknown FaceForensics++ compression {compression!r}: expected one of {', '.join(FFPP_COMPRESSIONS)}"
+        )
     dirs = _ffpp_video_dirs(root)
     found = _ffpp_compressions(dirs)
     if compression not in found:
-        raise FmkitError(f"no FaceForensics++ videos for compression {compression} under {root}; "
-                         f"found: {', '.join(found) or 'none'}")
+        raise FmkitError(
+            f"no FaceForensics++ videos for compression {compression} under {root}; found: {', '.join(found) or 'none'}"
+        )
     splits = read_ffpp_splits(_ffpp_split_dir(root, splits_dir))
     scan = Scan()
     for method, folder in dirs:
@@ -203,9 +215,17 @@ def scan_ffpp(root: Path, compression: str = "c23", splits_dir: str | Path | Non
                 scan.uncovered.append(relpath(video, root))
                 split = uncovered_split
             if split is not None:
-                scan.rows.append(make_row(f"ffpp/{folder.name}/{video.stem}", relpath(video, root),
-                                          LABEL_REAL if method == "real" else LABEL_FAKE, split, method,
-                                          "ffpp", _ffpp_source_id(method, video.stem)))
+                scan.rows.append(
+                    make_row(
+                        f"ffpp/{folder.name}/{video.stem}",
+                        relpath(video, root),
+                        LABEL_REAL if method == "real" else LABEL_FAKE,
+                        split,
+                        method,
+                        "ffpp",
+                        _ffpp_source_id(method, video.stem),
+                    )
+                )
     return scan
 
 
@@ -250,11 +270,20 @@ def _celebdf_row(root: Path, folder: str, video: Path, listed: dict[str, int]) -
     rel = relpath(video, root)
     label = LABEL_FAKE if folder == "Celeb-synthesis" else LABEL_REAL
     if rel in listed and listed[rel] != label:
-        raise FmkitError(f"{root / CELEBDF_TEST_LIST}: {rel} is listed as {'fake' if listed[rel] else 'real'} "
-                         f"but lies in {folder}/ (the list's label 1 means real)")
+        raise FmkitError(
+            f"{root / CELEBDF_TEST_LIST}: {rel} is listed as {'fake' if listed[rel] else 'real'} "
+            f"but lies in {folder}/ (the list's label 1 means real)"
+        )
     source_id, group = _celebdf_ids(folder, video.stem)
-    row = make_row(f"celebdf/{folder}/{video.stem}", rel, label, "test" if rel in listed else "train",
-                   "real" if label == LABEL_REAL else folder, "celebdf", source_id)
+    row = make_row(
+        f"celebdf/{folder}/{video.stem}",
+        rel,
+        label,
+        "test" if rel in listed else "train",
+        "real" if label == LABEL_REAL else folder,
+        "celebdf",
+        source_id,
+    )
     return row, group
 
 
@@ -307,9 +336,17 @@ def _dfdc_part(part: Path, root: Path, scan: Scan) -> None:
             scan.missing.append(rel)
             continue
         source = entry.get("original") if label == "FAKE" else None
-        scan.rows.append(make_row(f"dfdc/{part.name}/{Path(name).stem}", rel,
-                                  LABEL_FAKE if label == "FAKE" else LABEL_REAL, "train",
-                                  "dfdc" if label == "FAKE" else "real", "dfdc", Path(source or name).stem))
+        scan.rows.append(
+            make_row(
+                f"dfdc/{part.name}/{Path(name).stem}",
+                rel,
+                LABEL_FAKE if label == "FAKE" else LABEL_REAL,
+                "train",
+                "dfdc" if label == "FAKE" else "real",
+                "dfdc",
+                Path(source or name).stem,
+            )
+        )
     scan.uncovered += [relpath(v, root) for v in _videos_in(part) if v.name not in meta]
 
 
@@ -329,8 +366,17 @@ def _dfdc_test(root: Path, scan: Scan) -> None:
         if not (root / rel).is_file():
             scan.missing.append(rel)
             continue
-        scan.rows.append(make_row(f"dfdc/test/{Path(name).stem}", rel, int(label), "test",
-                                  "dfdc" if label == "1" else "real", "dfdc", Path(name).stem))
+        scan.rows.append(
+            make_row(
+                f"dfdc/test/{Path(name).stem}",
+                rel,
+                int(label),
+                "test",
+                "dfdc" if label == "1" else "real",
+                "dfdc",
+                Path(name).stem,
+            )
+        )
 
 
 def scan_dfdc(root: Path, val_fraction: float = 0.1, seed: int = 0) -> Scan:
@@ -406,8 +452,10 @@ def _group_fixed_splits(rows: list[Row], metadata: Path) -> dict[str, str]:
     fixed: dict[str, str] = {}
     for row in rows:
         if row["split"] and fixed.setdefault(row["source_id"], row["split"]) != row["split"]:
-            raise FmkitError(f"{metadata}: source {row['source_id']} is given both splits "
-                             f"{fixed[row['source_id']]} and {row['split']} (splits would leak)")
+            raise FmkitError(
+                f"{metadata}: source {row['source_id']} is given both splits "
+                f"{fixed[row['source_id']]} and {row['split']} (splits would leak)"
+            )
     return fixed
 
 
@@ -421,10 +469,18 @@ def scan_folder(root: Path, val_fraction: float = 0.1, seed: int = 0) -> Scan:
     """
     videos = _folder_videos(root)
     real_stems = {v.stem for v, method in videos if method == "real"}
-    rows = [make_row("folder/" + relpath(v.with_suffix(""), root), relpath(v, root),
-                     LABEL_REAL if method == "real" else LABEL_FAKE, "", method, "folder",
-                     v.stem if method == "real" else _folder_source_id(v.stem, real_stems))
-            for v, method in videos]
+    rows = [
+        make_row(
+            "folder/" + relpath(v.with_suffix(""), root),
+            relpath(v, root),
+            LABEL_REAL if method == "real" else LABEL_FAKE,
+            "",
+            method,
+            "folder",
+            v.stem if method == "real" else _folder_source_id(v.stem, real_stems),
+        )
+        for v, method in videos
+    ]
     scan = Scan(rows=rows)
     meta_path = root / FOLDER_METADATA
     if meta_path.is_file():

@@ -9,6 +9,7 @@ Output folder ``FACES``::
 
 Every file is written atomically, so a killed run loses at most the videos in flight.
 """
+
 from __future__ import annotations
 
 import json
@@ -100,7 +101,7 @@ class _Worker:
         cfg = self.cfg
         indices = sample_indices(probe(path).num_frames, cfg["frames"])
         frames = read_frames(path, indices)
-        indices = indices[:len(frames)]
+        indices = indices[: len(frames)]
         masks = _load_masks(mask_file(self.root, row["path"]))
         tracked = track_main_face(self.detector.detect(frames))
         faces, errors = [], []
@@ -117,10 +118,21 @@ class _Worker:
                 mask_rel = f"masks/{name}/{idx:06d}.png"
                 with atomic_path(self.out / mask_rel) as tmp:
                     Image.fromarray(crop_square(masks[idx], region, cfg["size"])).save(tmp)
-            faces.append({**{c: row[c] for c in INDEX_COLUMNS}, "frame_idx": idx, "crop_path": crop_rel,
-                          "mask_path": mask_rel, **dict(zip(("x1", "y1", "x2", "y2"), map(float, face.box))),
-                          "prob": face.prob, **dict(zip(LANDMARK_COLUMNS, map(float, face.landmarks.ravel()))),
-                          "crop_x0": region[0], "crop_y0": region[1], "crop_side": region[2], "crop_size": cfg["size"]})
+            faces.append(
+                {
+                    **{c: row[c] for c in INDEX_COLUMNS},
+                    "frame_idx": idx,
+                    "crop_path": crop_rel,
+                    "mask_path": mask_rel,
+                    **dict(zip(("x1", "y1", "x2", "y2"), map(float, face.box))),
+                    "prob": face.prob,
+                    **dict(zip(LANDMARK_COLUMNS, map(float, face.landmarks.ravel()))),
+                    "crop_x0": region[0],
+                    "crop_y0": region[1],
+                    "crop_side": region[2],
+                    "crop_size": cfg["size"],
+                }
+            )
         return faces, errors
 
 
@@ -168,14 +180,23 @@ class PreprocessSummary:
     crops: int
 
     def __str__(self) -> str:
-        return (f"{self.videos_done} videos processed, {self.videos_skipped} already done, "
-                f"{self.videos_failed} failed, {self.frames_without_face} frames without a face, "
-                f"{self.crops} crops in the manifest")
+        return (
+            f"{self.videos_done} videos processed, {self.videos_skipped} already done, "
+            f"{self.videos_failed} failed, {self.frames_without_face} frames without a face, "
+            f"{self.crops} crops in the manifest"
+        )
 
 
-def preprocess(index: str | os.PathLike | pd.DataFrame, out: str | os.PathLike, root: str | os.PathLike | None = None,
-               cfg: Mapping[str, Any] | None = None, workers: int = 1, shard: str | None = None,
-               retry_errors: bool = False, progress: bool = True) -> PreprocessSummary:
+def preprocess(
+    index: str | os.PathLike | pd.DataFrame,
+    out: str | os.PathLike,
+    root: str | os.PathLike | None = None,
+    cfg: Mapping[str, Any] | None = None,
+    workers: int = 1,
+    shard: str | None = None,
+    retry_errors: bool = False,
+    progress: bool = True,
+) -> PreprocessSummary:
     """Crop the faces of every video of ``index`` (a CSV path or DataFrame) into ``out``.
 
     ``root`` is the dataset root the index paths are relative to (default: the one
@@ -208,23 +229,28 @@ def preprocess(index: str | os.PathLike | pd.DataFrame, out: str | os.PathLike, 
 
     todo = [r for r in rows if not done(r)]
     failed = 0
-    bar = tqdm(_results(todo, root, out, cfg, workers), total=len(todo), desc="preprocess", unit="video",
-               disable=not progress)
+    bar = tqdm(
+        _results(todo, root, out, cfg, workers), total=len(todo), desc="preprocess", unit="video", disable=not progress
+    )
     for faces, _ in bar:
         failed += not faces
     manifest, errors = collect(out)
     write_json({**cfg, "index_root": str(root)}, out / "preprocess.json")
     frames_without_face = int(errors["frame_idx"].notna().sum()) if len(errors) else 0
-    return PreprocessSummary(len(rows), len(todo) - failed, len(rows) - len(todo), failed,
-                             frames_without_face, len(manifest))
+    return PreprocessSummary(
+        len(rows), len(todo) - failed, len(rows) - len(todo), failed, frames_without_face, len(manifest)
+    )
 
 
 def collect(out: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rebuild ``faces.csv`` and ``errors.csv`` in ``out`` from its per-video records."""
     out = Path(out)
     records = sorted((out / "videos").glob("*.csv"))
-    manifest = (pd.concat([pd.read_csv(p, keep_default_na=False, na_values=[""]) for p in records], ignore_index=True)
-                if records else pd.DataFrame(columns=FACE_COLUMNS))
+    manifest = (
+        pd.concat([pd.read_csv(p, keep_default_na=False, na_values=[""]) for p in records], ignore_index=True)
+        if records
+        else pd.DataFrame(columns=FACE_COLUMNS)
+    )
     manifest["mask_path"] = manifest["mask_path"].fillna("")
     errors = [e for p in sorted((out / "videos").glob("*.err.json")) for e in json.loads(p.read_text())]
     errors_df = pd.DataFrame(errors, columns=ERROR_COLUMNS)

@@ -15,6 +15,7 @@ Every module that reads or writes these tables goes through this one:
   may leave the frame: zero padded) resized to ``crop_size`` px (:func:`square_region`,
   :func:`crop_square`, :func:`to_crop_coords`, :func:`crop_region`).
 """
+
 from __future__ import annotations
 
 import json
@@ -38,14 +39,16 @@ LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 LANDMARK_COLUMNS = [f"{n}_{a}" for n in LANDMARK_NAMES for a in "xy"]
 BOX_COLUMNS = ["x1", "y1", "x2", "y2"]
 CROP_COLUMNS = ["crop_x0", "crop_y0", "crop_side", "crop_size"]
-FACE_COLUMNS = (INDEX_COLUMNS + ["frame_idx", "crop_path", "mask_path", *BOX_COLUMNS, "prob"]
-                + LANDMARK_COLUMNS + CROP_COLUMNS)
+FACE_COLUMNS = (
+    INDEX_COLUMNS + ["frame_idx", "crop_path", "mask_path", *BOX_COLUMNS, "prob"] + LANDMARK_COLUMNS + CROP_COLUMNS
+)
 ERROR_COLUMNS = ["path", "video_id", "frame_idx", "reason"]
 FACES_FILE = "faces.csv"
 ERRORS_FILE = "errors.csv"
 
 
 # --- the video index ---------------------------------------------------------------------
+
 
 def _root_sidecar(path: Path) -> Path:
     return path.with_suffix(".root.json")
@@ -77,8 +80,9 @@ def check_values(source: object, df: pd.DataFrame, column: str, allowed: tuple[s
     """FmkitError naming ``source`` and the first value of ``column`` outside ``allowed``."""
     bad = df.loc[~df[column].isin(allowed), column]
     if len(bad):
-        raise FmkitError(f"{source}: bad {column} {bad.iloc[0]!r} in row {bad.index[0] + 2}, "
-                         f"expected one of {', '.join(allowed)}")
+        raise FmkitError(
+            f"{source}: bad {column} {bad.iloc[0]!r} in row {bad.index[0] + 2}, expected one of {', '.join(allowed)}"
+        )
 
 
 def sorted_unique(df: pd.DataFrame, source: object) -> pd.DataFrame:
@@ -113,6 +117,7 @@ def read_index(path: str | os.PathLike) -> pd.DataFrame:
 
 # --- the faces manifest ------------------------------------------------------------------
 
+
 def read_faces(path: str | os.PathLike) -> pd.DataFrame:
     """Read a faces manifest (``faces.csv`` or the folder holding it) and check its columns."""
     path = Path(path)
@@ -143,6 +148,7 @@ def check_split(split: str) -> str:
 
 # --- crop geometry -----------------------------------------------------------------------
 
+
 def square_region(box: np.ndarray, margin: float) -> tuple[int, int, int]:
     """Square ``(x0, y0, side)`` centred on ``box`` (x1, y1, x2, y2), side = margin × the box's longer side."""
     x1, y1, x2, y2 = (float(v) for v in box)
@@ -162,7 +168,7 @@ def crop_square(image: np.ndarray, region: tuple[int, int, int], size: int) -> n
     if pad:
         widths = ((pad, pad), (pad, pad)) + ((0, 0),) * (image.ndim - 2)
         image = np.pad(image, widths)
-    crop = image[y0 + pad:y0 + pad + side, x0 + pad:x0 + pad + side]
+    crop = image[y0 + pad : y0 + pad + side, x0 + pad : x0 + pad + side]
     interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
     return cv2.resize(crop, (size, size), interpolation=interp)
 

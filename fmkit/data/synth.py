@@ -4,8 +4,9 @@ Nothing is downloaded. The identities are real face photos: scikit-image's
 ``astronaut()``, matplotlib's ``grace_hopper.jpg`` and the faces of scikit-image's
 ``lfw_subset()`` (25 × 25 grayscale tight crops, upscaled and set as an oval portrait on a
 defocused background, see :func:`vignette`). Each photo is one identity (the LFW subset
-does not name its people, so two of its photos may show one person). MTCNN finds each photo's face box and five landmarks once per process; a photo
-is used only if MTCNN also finds the face in a still frame rendered at the output size.
+does not name its people, so two of its photos may show one person). MTCNN finds each
+photo's face box and five landmarks once per process; a photo is used only if MTCNN also
+finds the face in a still frame rendered at the output size.
 
 Real videos move the photo along a smooth random head trajectory (drift, small rotation
 and scale), with slowly changing lighting and fresh sensor noise in every frame. Each real
@@ -31,6 +32,7 @@ The same config and seed give byte-identical masks and metadata, and the same vi
 (libx264 usually writes identical bytes too, but not always across processes). Files are
 written atomically; an interrupted run resumes in place (``.synth-partial.json`` marks it).
 """
+
 from __future__ import annotations
 
 import functools
@@ -94,6 +96,7 @@ class Clip:
 
 
 # --- identities --------------------------------------------------------------------------
+
 
 def vignette(img: np.ndarray, pad: int, feather: float) -> np.ndarray:
     """A tight face crop (h, w, 3) as a portrait: an oval of it on a smooth, defocused background.
@@ -169,13 +172,14 @@ def _photo_chunk(k: int) -> tuple[Photo | None, ...]:
     bits, and fixed batches keep the dataset reproducible whatever was detected before.
     """
     loaders = _photo_loaders()
-    names = list(loaders)[k * DETECT_CHUNK:(k + 1) * DETECT_CHUNK]
+    names = list(loaders)[k * DETECT_CHUNK : (k + 1) * DETECT_CHUNK]
     images = [np.ascontiguousarray(loaders[n]()) for n in names]
     photos: list[Photo | None] = []
     for name, image, faces in zip(names, images, _detect_by_shape(images)):
         face = max(faces, key=lambda f: f.area) if faces else None
-        photos.append(None if face is None else
-                      Photo(name, image, face.box.astype(np.float32), face.landmarks.astype(np.float32)))
+        photos.append(
+            None if face is None else Photo(name, image, face.box.astype(np.float32), face.landmarks.astype(np.float32))
+        )
     return tuple(photos)
 
 
@@ -188,8 +192,12 @@ def at_working_size(photo: Photo, size: int) -> Photo:
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
     image = cv2.resize(photo.image, dsize, interpolation=interp)
     sx, sy = dsize[0] / w, dsize[1] / h
-    return replace(photo, image=image, box=photo.box * np.float32([sx, sy, sx, sy]),
-                   landmarks=photo.landmarks * np.float32([sx, sy]))
+    return replace(
+        photo,
+        image=image,
+        box=photo.box * np.float32([sx, sy, sx, sy]),
+        landmarks=photo.landmarks * np.float32([sx, sy]),
+    )
 
 
 def still_frame(photo: Photo, size: int) -> np.ndarray:
@@ -213,15 +221,19 @@ def select_photos(count: int, size: int) -> list[Photo]:
             break
         photos += _usable_chunk(k, size)
     if len(photos) < count:
-        raise FmkitError(f"only {len(photos)} shipped face photos are usable at {size} px; "
-                         f"synth needs {count} (fewer identities, or a larger size)")
+        raise FmkitError(
+            f"only {len(photos)} shipped face photos are usable at {size} px; "
+            f"synth needs {count} (fewer identities, or a larger size)"
+        )
     return photos[:count]
 
 
 # --- real videos -------------------------------------------------------------------------
 
-def placement(photo: Photo, size: int, face_fraction: float, offset: np.ndarray, angle: float,
-              zoom: float) -> np.ndarray:
+
+def placement(
+    photo: Photo, size: int, face_fraction: float, offset: np.ndarray, angle: float, zoom: float
+) -> np.ndarray:
     """(2, 3) matrix putting the photo's face at the frame centre + ``offset`` (fraction of ``size``).
 
     The face box's longer side becomes ``face_fraction * zoom * size`` px, rotated by
@@ -283,8 +295,10 @@ def render_real(photo: Photo, rng: np.random.Generator, frames: int, size: int, 
 
 # --- fakes -------------------------------------------------------------------------------
 
-def make_fake(method: str, clip: Clip, rng: np.random.Generator, donor: Photo | None = None
-              ) -> tuple[list[np.ndarray], np.ndarray]:
+
+def make_fake(
+    method: str, clip: Clip, rng: np.random.Generator, donor: Photo | None = None
+) -> tuple[list[np.ndarray], np.ndarray]:
     """Fake frames (T × (S, S, 3) uint8) and their blend masks (T, S, S) uint8 0..255 from a real clip."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}")
@@ -322,6 +336,7 @@ def write_masks(path: str | os.PathLike, masks: np.ndarray) -> Path:
 
 # --- the dataset -------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class _Plan:
     """Who is in the dataset: video ids → identity, identity → split, donors of each faceswap video."""
@@ -350,7 +365,7 @@ def _plan(cfg: Mapping[str, Any]) -> _Plan:
     video_identity = {f"r{i:03d}": targets[i % len(targets)].name for i in range(cfg["videos"])}
     members = {s: sorted(n for n, sp in split_of.items() if sp == s) for s in sorted(set(split_of.values()))}
     lonely = [s for s, names in members.items() if len(names) < 2] if "faceswap" in cfg["methods"] else []
-    extra = select_photos(cfg["identities"] + len(lonely), cfg["size"])[cfg["identities"]:]
+    extra = select_photos(cfg["identities"] + len(lonely), cfg["size"])[cfg["identities"] :]
     donor_only = {p.name: s for p, s in zip(extra, lonely)}
     photos = {p.name: p for p in targets + extra}
     donor_of = {}
@@ -374,37 +389,59 @@ def _check_out(out: Path, config: dict) -> None:
         return
     previous = next((out / n for n in (PARTIAL_FILE, DONE_FILE) if (out / n).is_file()), None)
     if previous is None:
-        raise FmkitError(f"refusing to write into {out}: it is not empty and holds no {DONE_FILE} "
-                         f"(expected a new or empty folder, or a previous synth output)")
+        raise FmkitError(
+            f"refusing to write into {out}: it is not empty and holds no {DONE_FILE} "
+            f"(expected a new or empty folder, or a previous synth output)"
+        )
     try:
         stored = json.loads(previous.read_text()).get("config")
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
         raise FmkitError(f"unreadable {previous}: cannot tell which config made {out}") from None
     if stored != config:
-        diff = ", ".join(f"{k}={stored.get(k) if isinstance(stored, dict) else None!r}→{v!r}"
-                         for k, v in config.items() if not isinstance(stored, dict) or stored.get(k) != v)
-        raise FmkitError(f"{out} holds a synthetic dataset made with another config ({diff}); "
-                         f"use a new or empty folder")
+        diff = ", ".join(
+            f"{k}={stored.get(k) if isinstance(stored, dict) else None!r}→{v!r}"
+            for k, v in config.items()
+            if not isinstance(stored, dict) or stored.get(k) != v
+        )
+        raise FmkitError(
+            f"{out} holds a synthetic dataset made with another config ({diff}); use a new or empty folder"
+        )
 
 
-def synthesize(out: str | os.PathLike, videos: int | None = None, frames: int | None = None,
-               size: int | None = None, seed: int | None = 0, progress: bool = True, *,
-               identities: int | None = None, fps: int | None = None,
-               methods: Sequence[str] | None = None) -> Path:
+def synthesize(
+    out: str | os.PathLike,
+    videos: int | None = None,
+    frames: int | None = None,
+    size: int | None = None,
+    seed: int | None = 0,
+    progress: bool = True,
+    *,
+    identities: int | None = None,
+    fps: int | None = None,
+    methods: Sequence[str] | None = None,
+) -> Path:
     """Build the synthetic dataset into ``out``; returns ``out``. None means the default.
 
     ``identities`` defaults to ``min(8, videos)``. Re-running on the same folder and config
     skips what is already written; a non-empty folder that is not a synth output of the
     same config is refused (FmkitError).
     """
-    given = {"videos": videos, "frames": frames, "size": size, "seed": seed, "identities": identities, "fps": fps,
-             "methods": list(methods) if methods is not None else None}
+    given = {
+        "videos": videos,
+        "frames": frames,
+        "size": size,
+        "seed": seed,
+        "identities": identities,
+        "fps": fps,
+        "methods": list(methods) if methods is not None else None,
+    }
     cfg = resolve(SYNTH, {k: v for k, v in given.items() if v is not None})
     if cfg["identities"] is None:
         cfg["identities"] = min(DEFAULT_IDENTITIES, cfg["videos"])
     if cfg["videos"] < cfg["identities"]:
-        raise FmkitError(f"synth needs at least one video per identity: videos={cfg['videos']} "
-                         f"< identities={cfg['identities']}")
+        raise FmkitError(
+            f"synth needs at least one video per identity: videos={cfg['videos']} < identities={cfg['identities']}"
+        )
     out = Path(out)
     config = dict(cfg)
     _check_out(out, config)
@@ -431,10 +468,17 @@ def synthesize(out: str | os.PathLike, videos: int | None = None, frames: int | 
             rows.append([rel, vid, split, name, method, LABEL_FAKE, plan.donor_of[vid] if method == "faceswap" else ""])
             bar.update()
     bar.close()
-    write_csv(pd.DataFrame(rows, columns=METADATA_COLUMNS).sort_values("path", ignore_index=True),
-              out / "metadata.csv")
+    write_csv(pd.DataFrame(rows, columns=METADATA_COLUMNS).sort_values("path", ignore_index=True), out / "metadata.csv")
     counts = {m: sum(r[4] == m for r in rows) for m in ("real", *cfg["methods"])}
-    write_json({"config": config, "fmkit_version": __version__, "identities": plan.split_of,
-                "donor_only_identities": plan.donor_only, "counts": counts}, out / DONE_FILE)
+    write_json(
+        {
+            "config": config,
+            "fmkit_version": __version__,
+            "identities": plan.split_of,
+            "donor_only_identities": plan.donor_only,
+            "counts": counts,
+        },
+        out / DONE_FILE,
+    )
     (out / PARTIAL_FILE).unlink()
     return out

@@ -29,6 +29,7 @@ Blur and JPEG robustness augmentations answer FaceForensics++'s compression leve
 c40) and social-media re-encoding; SBI, DeepfakeBench and most cross-dataset detectors train
 with them.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -76,8 +77,7 @@ class _FrameOrClip:
         return f"{type(self).__name__}({self.pipeline})"
 
 
-def _check(size: int | None, color_jitter: float, blur: float, jpeg: tuple[int, int] | None,
-           rrc: float | None) -> None:
+def _check(size: int | None, color_jitter: float, blur: float, jpeg: tuple[int, int] | None, rrc: float | None) -> None:
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
         raise ValueError(f"size must be a positive int or None, got {size!r}")
     if isinstance(color_jitter, bool) or not isinstance(color_jitter, Real) or not color_jitter >= 0:
@@ -85,11 +85,16 @@ def _check(size: int | None, color_jitter: float, blur: float, jpeg: tuple[int, 
     if isinstance(blur, bool) or not isinstance(blur, Real) or not 0 <= blur <= 1:
         raise ValueError(f"blur must be a probability in [0, 1], got {blur!r}")
     if jpeg is not None:
-        ok = (isinstance(jpeg, (tuple, list)) and len(jpeg) == 2
-              and all(isinstance(q, int) and not isinstance(q, bool) for q in jpeg) and 1 <= jpeg[0] <= jpeg[1] <= 100)
+        ok = (
+            isinstance(jpeg, (tuple, list))
+            and len(jpeg) == 2
+            and all(isinstance(q, int) and not isinstance(q, bool) for q in jpeg)
+            and 1 <= jpeg[0] <= jpeg[1] <= 100
+        )
         if not ok:
-            raise ValueError(f"jpeg must be None or a (qmin, qmax) pair of ints with 1 <= qmin <= qmax <= 100, "
-                             f"got {jpeg!r}")
+            raise ValueError(
+                f"jpeg must be None or a (qmin, qmax) pair of ints with 1 <= qmin <= qmax <= 100, got {jpeg!r}"
+            )
     if rrc is not None:
         if isinstance(rrc, bool) or not isinstance(rrc, Real) or not 0 < rrc <= 1:
             raise ValueError(f"rrc must be None or a minimum area scale in (0, 1], got {rrc!r}")
@@ -97,9 +102,16 @@ def _check(size: int | None, color_jitter: float, blur: float, jpeg: tuple[int, 
             raise ValueError("rrc needs a size (the random resized crop's output side)")
 
 
-def build_transform(size: int | None, train: bool, *, hflip: bool = True, color_jitter: float = 0.0,
-                    blur: float = 0.0, jpeg: tuple[int, int] | None = None,
-                    rrc: float | None = None) -> Callable[[Tensor], Tensor]:
+def build_transform(
+    size: int | None,
+    train: bool,
+    *,
+    hflip: bool = True,
+    color_jitter: float = 0.0,
+    blur: float = 0.0,
+    jpeg: tuple[int, int] | None = None,
+    rrc: float | None = None,
+) -> Callable[[Tensor], Tensor]:
     """The transform of a frame (3, H, W) or clip (3, T, H, W), float32 in [0, 1], to spatial size ``size``.
 
     Args:
@@ -134,6 +146,9 @@ def build_transform(size: int | None, train: bool, *, hflip: bool = True, color_
         if blur > 0:
             steps.append(v2.RandomApply([v2.GaussianBlur(blur_kernel_size(size), sigma=BLUR_SIGMA)], p=float(blur)))
         if jpeg is not None:
-            steps += [v2.ToDtype(torch.uint8, scale=True), v2.JPEG(quality=tuple(jpeg)),
-                      v2.ToDtype(torch.float32, scale=True)]
+            steps += [
+                v2.ToDtype(torch.uint8, scale=True),
+                v2.JPEG(quality=tuple(jpeg)),
+                v2.ToDtype(torch.float32, scale=True),
+            ]
     return _FrameOrClip(v2.Compose(steps) if steps else v2.Identity())

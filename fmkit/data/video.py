@@ -2,6 +2,7 @@
 
 Frames are ``uint8`` RGB arrays of shape (H, W, 3).
 """
+
 from __future__ import annotations
 
 import os
@@ -60,7 +61,7 @@ def read_frames(path: str | os.PathLike, indices: Sequence[int] | None = None) -
     Raises FmkitError naming the file when it cannot be opened or decoded, or when it
     holds no decodable frame.
     """
-    wanted = None if indices is None else set(int(i) for i in indices)
+    wanted = None if indices is None else {int(i) for i in indices}
     last = None if indices is None else max(wanted, default=-1)
     frames: list[np.ndarray] = []
     with _open(path) as container:
@@ -87,8 +88,9 @@ def sample_indices(num_frames: int, k: int) -> list[int]:
     return [int(round(x)) for x in np.linspace(0, num_frames - 1, k)]
 
 
-def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float = 25.0,
-                codec: str = "libx264", crf: int = 18) -> Path:
+def write_video(
+    path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float = 25.0, codec: str = "libx264", crf: int = 18
+) -> Path:
     """Encode RGB frames (H, W, 3 uint8; even H and W for H.264) to ``path`` atomically."""
     path = Path(path)
     with atomic_path(path) as tmp, av.open(str(tmp), mode="w") as container:

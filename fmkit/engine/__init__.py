@@ -8,6 +8,7 @@
 - the hooks a model or callback can define: ``fmkit.engine.hooks``; the callbacks that
   configs name: ``fmkit.engine.callbacks``.
 """
+
 from fmkit.config import resolve_config
 from fmkit.engine.callbacks import ConceptAlignment
 from fmkit.engine.hooks import TrainContext

@@ -10,6 +10,7 @@ images of each concept (``fmkit.data.concepts``) and calls the model's
 ``concept_step(batches)``, one Cayley-transform step of the rotation R that maximises
 J(R) = Σ_k mean_{x ∈ X_k} max_{h,w} (R x̂(x))_{k,h,w}; no network weight changes.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -38,8 +39,10 @@ class ConceptAlignment:
 
     def __init__(self, every: int = 20, batch: int = 16, patch_frac: float = 0.35) -> None:
         if every < 1 or batch < 1 or not 0 < patch_frac <= 1:
-            raise FmkitError(f"concept_alignment needs every >= 1, batch >= 1, 0 < patch_frac <= 1; "
-                             f"got every={every}, batch={batch}, patch_frac={patch_frac}")
+            raise FmkitError(
+                f"concept_alignment needs every >= 1, batch >= 1, 0 < patch_frac <= 1; "
+                f"got every={every}, batch={batch}, patch_frac={patch_frac}"
+            )
         self.every, self.batch, self.patch_frac = every, batch, patch_frac
         self._sets: list = []
         self._last: Any = None
@@ -47,26 +50,32 @@ class ConceptAlignment:
     def on_train_start(self, ctx: TrainContext) -> None:
         model = ctx.model
         if not callable(getattr(model, "concept_step", None)):
-            raise FmkitError(f"concept_alignment needs a model with concept_step (a whitening model), "
-                             f"not {type(model).__name__}")
+            raise FmkitError(
+                f"concept_alignment needs a model with concept_step (a whitening model), not {type(model).__name__}"
+            )
         if not model.align:
             return
         if ctx.data is None:
-            raise FmkitError("concept alignment needs a faces folder to build its concept images from "
-                             "(train from a faces folder, or set model.concepts: [] for no alignment)")
-        sets = concept_datasets(ctx.data, model.concepts or None, split="train", size=ctx.config["data"]["size"],
-                                patch_frac=self.patch_frac)
+            raise FmkitError(
+                "concept alignment needs a faces folder to build its concept images from "
+                "(train from a faces folder, or set model.concepts: [] for no alignment)"
+            )
+        sets = concept_datasets(
+            ctx.data, model.concepts or None, split="train", size=ctx.config["data"]["size"], patch_frac=self.patch_frac
+        )
         model.set_concepts(tuple(sets))
         self._sets = list(sets.values())
 
     def on_epoch_start(self, ctx: TrainContext) -> None:
-        self._last = None                       # each row logs its own epoch's step (resumes alike)
+        self._last = None  # each row logs its own epoch's step (resumes alike)
 
     def on_train_batch_end(self, ctx: TrainContext, batch: Any) -> None:
         if not self._sets or ctx.global_step % self.every:
             return
-        batches = [sample_concept_batch(ds, self.batch, (ctx.config["seed"], k, ctx.global_step)).to(ctx.device)
-                   for k, ds in enumerate(self._sets)]
+        batches = [
+            sample_concept_batch(ds, self.batch, (ctx.config["seed"], k, ctx.global_step)).to(ctx.device)
+            for k, ds in enumerate(self._sets)
+        ]
         self._last = ctx.model.concept_step(batches)
 
     def on_epoch_end(self, ctx: TrainContext, row: dict) -> None:
@@ -79,8 +88,7 @@ class ConceptAlignment:
 CALLBACKS: dict[str, type] = {"concept_alignment": ConceptAlignment}
 
 
-def build_callbacks(model_name: str, config: Mapping[str, Any] | None,
-                    given: Sequence[object] = ()) -> list[object]:
+def build_callbacks(model_name: str, config: Mapping[str, Any] | None, given: Sequence[object] = ()) -> list[object]:
     """The callbacks of a run: the model's registry defaults and those ``config`` names (with its kwargs),
     then ``given``. A config entry set to null (``concept_alignment: null``) turns a default off."""
     config = dict(config or {})

@@ -5,6 +5,7 @@
 the same interface works with the engine: items ``(x, y)`` and a ``video_ids`` list
 aligned with the items.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,9 @@ def build_datasets(data: str | os.PathLike, cfg: Mapping[str, Any]) -> dict[str,
         if cfg["kind"] == "frame":
             out[split] = FrameDataset(frame, split=split, transform=transform, root=root)
         else:
-            out[split] = ClipDataset(frame, clip_len=cfg["clip_len"], split=split, transform=transform,
-                                     stride=cfg["clip_stride"], root=root)
+            out[split] = ClipDataset(
+                frame, clip_len=cfg["clip_len"], split=split, transform=transform, stride=cfg["clip_stride"], root=root
+            )
     return out
 
 
@@ -42,8 +44,10 @@ def check_datasets(datasets: Mapping[str, Dataset], source: str) -> None:
     """Training needs train and val items, and video ids for each split (FmkitError otherwise)."""
     for split in ("train", "val"):
         if split not in datasets or len(datasets[split]) == 0:
-            raise FmkitError(f"no {split} items in {source}: training needs train items and val items "
-                             "(checkpoints are chosen on validation)")
+            raise FmkitError(
+                f"no {split} items in {source}: training needs train items and val items "
+                "(checkpoints are chosen on validation)"
+            )
     for split, ds in datasets.items():
         if split not in SPLITS:
             raise FmkitError(f"unknown split {split!r} in the datasets: expected {', '.join(SPLITS)}")
@@ -51,17 +55,32 @@ def check_datasets(datasets: Mapping[str, Dataset], source: str) -> None:
             raise FmkitError(f"the {split} dataset needs a video_ids list with one id per item")
 
 
-def train_loader(ds: Dataset, cfg: Mapping[str, Any], seed: int, epoch: int, env: DistEnv,
-                 pin_memory: bool) -> DataLoader:
+def train_loader(
+    ds: Dataset, cfg: Mapping[str, Any], seed: int, epoch: int, env: DistEnv, pin_memory: bool
+) -> DataLoader:
     """The shuffled loader of one training epoch (this rank's shard), reproducible from (seed, epoch)."""
     sampler = DistributedSampler(ds, num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=seed)
     sampler.set_epoch(epoch)
-    return DataLoader(ds, batch_size=cfg["batch_size"], sampler=sampler, num_workers=cfg["num_workers"],
-                      drop_last=len(sampler) > cfg["batch_size"], pin_memory=pin_memory,
-                      generator=loader_generator(seed, epoch), worker_init_fn=worker_init)
+    return DataLoader(
+        ds,
+        batch_size=cfg["batch_size"],
+        sampler=sampler,
+        num_workers=cfg["num_workers"],
+        drop_last=len(sampler) > cfg["batch_size"],
+        pin_memory=pin_memory,
+        generator=loader_generator(seed, epoch),
+        worker_init_fn=worker_init,
+    )
 
 
 def eval_loader(ds: Dataset, batch_size: int, num_workers: int, pin_memory: bool = False) -> DataLoader:
     """An in-order loader for evaluation (touches no global random state)."""
-    return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=pin_memory,
-                      generator=loader_generator(0, 0), worker_init_fn=worker_init)
+    return DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        generator=loader_generator(0, 0),
+        worker_init_fn=worker_init,
+    )

@@ -6,6 +6,7 @@ CPU). Every rank trains on its shard of each epoch (``DistributedSampler``), gra
 are averaged by ``DistributedDataParallel``, evaluation is sharded and gathered, and only
 rank 0 writes files. With one process all of this reduces to no-ops.
 """
+
 from __future__ import annotations
 
 import os

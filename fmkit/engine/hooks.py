@@ -22,6 +22,7 @@ A model that is not a fake/real detector (a VAE) sets the attribute
 ``is_detector = False``: validation then reports the mean ``training_step`` loss only,
 and ``best`` is chosen on ``val_loss``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -42,9 +43,9 @@ class TrainContext:
 
     config: dict[str, Any]
     run_dir: Path
-    data: Path | None                    # the faces folder, when training from one
+    data: Path | None  # the faces folder, when training from one
     datasets: Mapping[str, Dataset]
-    model: nn.Module                     # the bare model (not the DDP wrapper)
+    model: nn.Module  # the bare model (not the DDP wrapper)
     optimizer: torch.optim.Optimizer
     device: torch.device
     env: DistEnv = field(default_factory=DistEnv)

@@ -5,6 +5,7 @@ are what the CLI's ``evaluate``/``predict`` commands and the notebooks call. Whe
 process group is active (``torchrun``), each rank scores its share of the items and
 the results are gathered, in dataset order, on every rank.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -50,8 +51,9 @@ def logits_of(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``model(x)`` as a float vector of N logits (accepts (N,) or (N, 1) outputs)."""
     out = model(x)
     if out.numel() != x.shape[0]:
-        raise FmkitError(f"a detector must return one logit per item: got shape {tuple(out.shape)} "
-                         f"for a batch of {x.shape[0]}")
+        raise FmkitError(
+            f"a detector must return one logit per item: got shape {tuple(out.shape)} for a batch of {x.shape[0]}"
+        )
     return out.reshape(-1).float()
 
 
@@ -96,8 +98,15 @@ def _batch_size(batch: Any) -> int:
     return int(batch.shape[0])
 
 
-def train_epoch(ctx: TrainContext, step_module: nn.Module, loader: Iterable[Any], hooks: list[object],
-                scaler: torch.amp.GradScaler, amp: bool, grad_clip: float | None) -> dict[str, float]:
+def train_epoch(
+    ctx: TrainContext,
+    step_module: nn.Module,
+    loader: Iterable[Any],
+    hooks: list[object],
+    scaler: torch.amp.GradScaler,
+    amp: bool,
+    grad_clip: float | None,
+) -> dict[str, float]:
     """One pass over ``loader``; returns ``train_loss`` and any extra ``train_<key>`` means.
 
     A non-finite loss (on any rank) stops the run before the optimizer step with an
@@ -114,9 +123,11 @@ def train_epoch(ctx: TrainContext, step_module: nn.Module, loader: Iterable[Any]
             loss, extras = split_loss(step_module(batch))
         value = float(distributed.all_sum(loss.detach().float().reshape(1))[0])
         if not math.isfinite(value):
-            raise FmkitError(f"loss became {'NaN' if math.isnan(value) else 'inf'} at epoch {ctx.epoch} "
-                             f"step {ctx.step} (global step {ctx.global_step + 1}); the last good checkpoint is "
-                             f"kept in {ctx.run_dir / 'checkpoints'}; try a lower optim.lr or set optim.grad_clip")
+            raise FmkitError(
+                f"loss became {'NaN' if math.isnan(value) else 'inf'} at epoch {ctx.epoch} "
+                f"step {ctx.step} (global step {ctx.global_step + 1}); the last good checkpoint is "
+                f"kept in {ctx.run_dir / 'checkpoints'}; try a lower optim.lr or set optim.grad_clip"
+            )
         ctx.optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if grad_clip is not None:
@@ -159,8 +170,16 @@ def _gathered(idx: np.ndarray, columns: dict[str, np.ndarray], n: int) -> dict[s
     return out
 
 
-def predict(model: nn.Module, dataset: Dataset, *, batch_size: int = 64, device: str | torch.device | None = None,
-            num_workers: int = 0, amp: bool = True, progress: bool = False) -> pd.DataFrame:
+def predict(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+    num_workers: int = 0,
+    amp: bool = True,
+    progress: bool = False,
+) -> pd.DataFrame:
     """Fake probabilities of every item: a DataFrame with ``video_id``, ``label``, ``prob``.
 
     ``device`` defaults to the model's; ``amp`` uses float16 autocast on CUDA only.
@@ -170,41 +189,68 @@ def predict(model: nn.Module, dataset: Dataset, *, batch_size: int = 64, device:
     shard, idx = _shard(dataset)
     probs, labels = [], []
     with eval_mode(model):
-        for batch in tqdm(eval_loader(shard, batch_size, num_workers, device.type == "cuda"), desc="predict",
-                          leave=False, disable=not progress or distributed.world()[0] != 0):
+        for batch in tqdm(
+            eval_loader(shard, batch_size, num_workers, device.type == "cuda"),
+            desc="predict",
+            leave=False,
+            disable=not progress or distributed.world()[0] != 0,
+        ):
             x, y = to_device(batch[0], device), batch[1]
             with autocast(device, amp):
                 probs.append(torch.sigmoid(logits_of(model, x)).cpu().numpy())
             labels.append(np.asarray(y, dtype=np.float64).reshape(-1))
-    cols = _gathered(idx, {"prob": np.concatenate(probs) if probs else np.zeros(0),
-                           "label": np.concatenate(labels) if labels else np.zeros(0)}, len(dataset))
+    cols = _gathered(
+        idx,
+        {
+            "prob": np.concatenate(probs) if probs else np.zeros(0),
+            "label": np.concatenate(labels) if labels else np.zeros(0),
+        },
+        len(dataset),
+    )
     ids = getattr(dataset, "video_ids", None)
     ids = range(len(dataset)) if ids is None else ids
-    return pd.DataFrame({"video_id": [str(v) for v in ids], "label": cols["label"].astype(np.int64),
-                         "prob": cols["prob"]})
+    return pd.DataFrame(
+        {"video_id": [str(v) for v in ids], "label": cols["label"].astype(np.int64), "prob": cols["prob"]}
+    )
 
 
-def evaluate(model: nn.Module, dataset: Dataset, *, batch_size: int = 64, device: str | torch.device | None = None,
-             num_workers: int = 0, amp: bool = True, reduce: str = "mean",
-             progress: bool = False) -> dict[str, float]:
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+    num_workers: int = 0,
+    amp: bool = True,
+    reduce: str = "mean",
+    progress: bool = False,
+) -> dict[str, float]:
     """Frame-level (item-level) and video-level metrics of a detector on ``dataset``.
 
     See ``fmkit.metrics.compute_metrics`` for the keys; video metrics aggregate items by
     ``dataset.video_ids`` with ``reduce``.
     """
-    pred = predict(model, dataset, batch_size=batch_size, device=device, num_workers=num_workers, amp=amp,
-                   progress=progress)
+    pred = predict(
+        model, dataset, batch_size=batch_size, device=device, num_workers=num_workers, amp=amp, progress=progress
+    )
     ids = pred["video_id"].tolist() if getattr(dataset, "video_ids", None) is not None else None
     return compute_metrics(pred["prob"].to_numpy(), pred["label"].to_numpy(), ids, reduce=reduce)
 
 
-def mean_loss(model: nn.Module, dataset: Dataset, *, batch_size: int = 64, device: str | torch.device | None = None,
-              num_workers: int = 0, amp: bool = True) -> dict[str, float]:
+def mean_loss(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+    num_workers: int = 0,
+    amp: bool = True,
+) -> dict[str, float]:
     """``{"loss": ...}``: the mean ``training_step`` loss in eval mode (for non-detectors, e.g. a VAE)."""
     device = torch.device(device) if device is not None else _model_device(model)
     step_module = LossModule(model.to(device))
     shard, _ = _shard(dataset)
-    total = torch.zeros(2, dtype=torch.float64, device=device)        # (loss sum, items)
+    total = torch.zeros(2, dtype=torch.float64, device=device)  # (loss sum, items)
     with eval_mode(model):
         for batch in eval_loader(shard, batch_size, num_workers, device.type == "cuda"):
             batch = to_device(batch, device)

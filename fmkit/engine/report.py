@@ -1,4 +1,5 @@
 """The run folder's reports: metrics.csv, metrics.json and the learning-curve figure."""
+
 from __future__ import annotations
 
 import json
@@ -40,6 +41,7 @@ def write_summary(summary: Mapping[str, Any], path: str | os.PathLike) -> Path:
 def learning_curves(history: Sequence[Mapping[str, Any]]) -> Figure:
     """Losses (left) and validation metrics (right) per epoch (a pyplot-free Figure)."""
     from matplotlib.figure import Figure
+
     df = pd.DataFrame(list(history))
     fig = Figure(figsize=(9, 3.4))
     loss_ax, metric_ax = fig.subplots(1, 2)

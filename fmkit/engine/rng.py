@@ -7,6 +7,7 @@ training sampler shuffles with ``seed + epoch`` (torch's ``DistributedSampler``
 scheme, also used with one process), and each epoch's DataLoader gets its own generator
 seeded from ``(seed, epoch)``, which also seeds its worker processes.
 """
+
 from __future__ import annotations
 
 import random
@@ -43,9 +44,12 @@ def get_rng_state(device: torch.device) -> dict[str, Any]:
     np_state = np.random.get_state(legacy=False)
     return {
         "python": random.getstate(),
-        "numpy": {"key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
-                  "pos": int(np_state["state"]["pos"]), "has_gauss": int(np_state["has_gauss"]),
-                  "gauss": float(np_state["gauss"])},
+        "numpy": {
+            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
     }
@@ -56,9 +60,14 @@ def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     np_state = state["numpy"]
-    np.random.set_state({"bit_generator": "MT19937",
-                         "state": {"key": np_state["key"].numpy().astype(np.uint32), "pos": np_state["pos"]},
-                         "has_gauss": np_state["has_gauss"], "gauss": np_state["gauss"]})
+    np.random.set_state(
+        {
+            "bit_generator": "MT19937",
+            "state": {"key": np_state["key"].numpy().astype(np.uint32), "pos": np_state["pos"]},
+            "has_gauss": np_state["has_gauss"],
+            "gauss": np_state["gauss"],
+        }
+    )
     torch.set_rng_state(state["torch"])
     if state["cuda"] is not None and device.type == "cuda":
         torch.cuda.set_rng_state(state["cuda"], device)

@@ -19,6 +19,7 @@ states are restored and the data order depends on (seed, epoch) only. A NaN/inf 
 raises FmkitError before the optimizer step, so ``last.pt`` still holds the last good
 epoch.
 """
+
 from __future__ import annotations
 
 import math
@@ -72,8 +73,9 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def _run_config(config: Mapping[str, Any] | str | os.PathLike | None, run: Path,
-                state: dict[str, Any] | None, epochs: int | None) -> dict[str, Any]:
+def _run_config(
+    config: Mapping[str, Any] | str | os.PathLike | None, run: Path, state: dict[str, Any] | None, epochs: int | None
+) -> dict[str, Any]:
     """The config of this run: the given one, checked against the stored one when resuming."""
     overrides = {"epochs": epochs} if epochs is not None else {}
     if state is None:
@@ -84,20 +86,24 @@ def _run_config(config: Mapping[str, Any] | str | os.PathLike | None, run: Path,
     cfg = resolve_config(config if config is not None else stored, **overrides)
     changed = [k for k in config_changes(stored, cfg) if k not in RESUMABLE_CHANGES]
     if changed:
-        raise FmkitError(f"cannot resume {run}: the config differs from the run's in {', '.join(changed)} "
-                         f"(only {', '.join(RESUMABLE_CHANGES)} may change)")
+        raise FmkitError(
+            f"cannot resume {run}: the config differs from the run's in {', '.join(changed)} "
+            f"(only {', '.join(RESUMABLE_CHANGES)} may change)"
+        )
     return cfg
 
 
 def lr_factor(scheduler: str, warmup: int, epochs: int) -> Callable[[int], float]:
     """lr multiplier of epoch ``e`` (0-based): linear warm-up from 1/10 over ``warmup`` epochs, then
     constant (``none``) or a half cosine from 1 towards 0 over the remaining epochs (``cosine``)."""
+
     def factor(e: int) -> float:
         if e < warmup:
             return 0.1 + 0.9 * e / warmup
         if scheduler == "none":
             return 1.0
         return 0.5 * (1 + math.cos(math.pi * (e - warmup) / max(epochs - warmup, 1)))
+
     return factor
 
 
@@ -112,9 +118,17 @@ def _better(value: float, best: float | None, larger: bool) -> bool:
 class Trainer:
     """One training run; ``fit`` runs it. Build it through ``train``."""
 
-    def __init__(self, cfg: dict[str, Any], datasets: Mapping[str, Dataset], data: Path | None, run: Path,
-                 env: DistEnv, device: torch.device, state: dict[str, Any] | None,
-                 callbacks: Sequence[object]) -> None:
+    def __init__(
+        self,
+        cfg: dict[str, Any],
+        datasets: Mapping[str, Dataset],
+        data: Path | None,
+        run: Path,
+        env: DistEnv,
+        device: torch.device,
+        state: dict[str, Any] | None,
+        callbacks: Sequence[object],
+    ) -> None:
         self.cfg, self.datasets, self.run, self.env, self.device = cfg, datasets, run, env, device
         seed_everything(cfg["seed"])
         kwargs = {k: v for k, v in cfg["model"].items() if k != "name"}
@@ -133,9 +147,17 @@ class Trainer:
             ids = [device.index] if device.type == "cuda" else None
             step_module = DistributedDataParallel(step_module, device_ids=ids)
         self.step_module = step_module
-        self.hooks: list[object] = [self.model, *build_callbacks(cfg['model']['name'], cfg['callbacks'], callbacks)]
-        self.ctx = TrainContext(config=cfg, run_dir=run, data=data, datasets=datasets, model=self.model,
-                                optimizer=self.optimizer, device=device, env=env)
+        self.hooks: list[object] = [self.model, *build_callbacks(cfg["model"]["name"], cfg["callbacks"], callbacks)]
+        self.ctx = TrainContext(
+            config=cfg,
+            run_dir=run,
+            data=data,
+            datasets=datasets,
+            model=self.model,
+            optimizer=self.optimizer,
+            device=device,
+            env=env,
+        )
         self.epoch, self.best_epoch, self.best_value = 0, None, None
         self.history: list[dict[str, Any]] = []
         if state is not None:
@@ -155,8 +177,9 @@ class Trainer:
         o = self.cfg["optim"]
         if o["scheduler"] == "none" and not o["warmup_epochs"]:
             return None
-        return torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(o["scheduler"], o["warmup_epochs"],
-                                                                           self.cfg["epochs"]))
+        return torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_factor(o["scheduler"], o["warmup_epochs"], self.cfg["epochs"])
+        )
 
     def _restore(self, state: dict[str, Any]) -> None:
         """Continue from a ``last.pt`` payload (and rewrite ``best.pt`` if a kill lost it)."""
@@ -164,23 +187,30 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state["scheduler"])
-            self.scheduler.last_epoch = state["epoch"] - 1      # re-derive the next lr from this run's
-            self.scheduler.step()                               # schedule (epochs may have grown)
+            self.scheduler.last_epoch = state["epoch"] - 1  # re-derive the next lr from this run's
+            self.scheduler.step()  # schedule (epochs may have grown)
         self.scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"], self.device)
         self.epoch, self.ctx.global_step = state["epoch"], state["global_step"]
         self.best_epoch, self.best_value = state["best_epoch"], state["best_value"]
         self.history = [dict(row) for row in state["history"]]
         best_file = self.run / BEST
-        if self.best_epoch == self.epoch and self.env.is_main and (
-                not best_file.is_file() or read_checkpoint(best_file)["epoch"] != self.epoch):
+        if (
+            self.best_epoch == self.epoch
+            and self.env.is_main
+            and (not best_file.is_file() or read_checkpoint(best_file)["epoch"] != self.epoch)
+        ):
             self._save_best(state["val"])
 
     def _score(self, split: str) -> tuple[dict[str, float], pd.DataFrame | None]:
         """Metrics of the current model on a split (and a detector's predictions)."""
         data = self.cfg["data"]
-        kw = {"batch_size": data["eval_batch_size"] or data["batch_size"], "device": self.device,
-              "num_workers": data["num_workers"], "amp": self.amp}
+        kw = {
+            "batch_size": data["eval_batch_size"] or data["batch_size"],
+            "device": self.device,
+            "num_workers": data["num_workers"],
+            "amp": self.amp,
+        }
         if not self.detector:
             return mean_loss(self.model, self.datasets[split], **kw), None
         pred = predict(self.model, self.datasets[split], **kw)
@@ -189,19 +219,31 @@ class Trainer:
 
     def _check_weights(self) -> None:
         if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
-            raise FmkitError(f"weights became NaN/inf during epoch {self.epoch + 1}; the last good checkpoint is "
-                             f"kept in {self.run / 'checkpoints'}; try a lower optim.lr or set optim.grad_clip")
+            raise FmkitError(
+                f"weights became NaN/inf during epoch {self.epoch + 1}; the last good checkpoint is "
+                f"kept in {self.run / 'checkpoints'}; try a lower optim.lr or set optim.grad_clip"
+            )
 
     def _train_one(self, epoch: int) -> tuple[dict[str, Any], dict[str, float]]:
         """Train and validate one epoch: its metrics.csv row and its full validation metrics."""
         start = time.perf_counter()
         self.ctx.epoch, self.ctx.step = epoch, 0
         call_hooks(self.hooks, "on_epoch_start", self.ctx)
-        loader = train_loader(self.datasets["train"], self.cfg["data"], self.cfg["seed"], epoch, self.env,
-                              pin_memory=self.device.type == "cuda")
+        loader = train_loader(
+            self.datasets["train"],
+            self.cfg["data"],
+            self.cfg["seed"],
+            epoch,
+            self.env,
+            pin_memory=self.device.type == "cuda",
+        )
         lr = self.optimizer.param_groups[0]["lr"]
-        row: dict[str, Any] = {"epoch": epoch, **train_epoch(self.ctx, self.step_module, loader, self.hooks,
-                                                             self.scaler, self.amp, self.cfg["optim"]["grad_clip"])}
+        row: dict[str, Any] = {
+            "epoch": epoch,
+            **train_epoch(
+                self.ctx, self.step_module, loader, self.hooks, self.scaler, self.amp, self.cfg["optim"]["grad_clip"]
+            ),
+        }
         if self.scheduler is not None:
             self.scheduler.step()
         val, _ = self._score("val")
@@ -213,8 +255,14 @@ class Trainer:
         return row, val
 
     def _save_best(self, val: Mapping[str, float]) -> None:
-        save_checkpoint(self.run / BEST, self.model, epoch=self.epoch, metrics=dict(val), monitor=self.monitor,
-                        train_config=self.cfg)
+        save_checkpoint(
+            self.run / BEST,
+            self.model,
+            epoch=self.epoch,
+            metrics=dict(val),
+            monitor=self.monitor,
+            train_config=self.cfg,
+        )
 
     def _end_epoch(self, row: dict[str, Any], val: dict[str, float]) -> None:
         """Record a finished epoch: metrics.csv, then last.pt, then best.pt when it improved."""
@@ -225,17 +273,28 @@ class Trainer:
             self.best_epoch, self.best_value = self.epoch, row[self.monitor]
         if self.env.is_main:
             write_history(self.history, self.run / HISTORY)
-            save_checkpoint(self.run / LAST, self.model, epoch=self.epoch, global_step=self.ctx.global_step,
-                            optimizer=self.optimizer.state_dict(),
-                            scheduler=self.scheduler.state_dict() if self.scheduler is not None else None,
-                            scaler=self.scaler.state_dict(), rng=get_rng_state(self.device),
-                            best_epoch=self.best_epoch, best_value=self.best_value, val=val, history=self.history,
-                            train_config=self.cfg)
+            save_checkpoint(
+                self.run / LAST,
+                self.model,
+                epoch=self.epoch,
+                global_step=self.ctx.global_step,
+                optimizer=self.optimizer.state_dict(),
+                scheduler=self.scheduler.state_dict() if self.scheduler is not None else None,
+                scaler=self.scaler.state_dict(),
+                rng=get_rng_state(self.device),
+                best_epoch=self.best_epoch,
+                best_value=self.best_value,
+                val=val,
+                history=self.history,
+                train_config=self.cfg,
+            )
             if improved:
                 self._save_best(val)
             shown = " ".join(f"{k} {row[k]:.4f}" for k in ("train_loss", "val_loss", "val_auc") if k in row)
-            tqdm.write(f"epoch {self.epoch}/{self.cfg['epochs']} {shown} ({row['seconds']:.1f} s)"
-                       f"{' *best' if improved else ''}")
+            tqdm.write(
+                f"epoch {self.epoch}/{self.cfg['epochs']} {shown} ({row['seconds']:.1f} s)"
+                f"{' *best' if improved else ''}"
+            )
         distributed.barrier()
 
     def fit(self) -> Path:
@@ -243,7 +302,7 @@ class Trainer:
         if self.env.is_main:
             with atomic_path(self.run / CONFIG) as tmp:
                 tmp.write_text(dump_yaml(self.cfg))
-            if self.history:                                    # resumed: drop a row a killed epoch left
+            if self.history:  # resumed: drop a row a killed epoch left
                 write_history(self.history, self.run / HISTORY)
         distributed.barrier()
         call_hooks(self.hooks, "on_train_start", self.ctx)
@@ -255,9 +314,15 @@ class Trainer:
     def _finish(self) -> None:
         best = read_checkpoint(self.run / BEST)
         self.model.load_state_dict(best["model"])
-        summary: dict[str, Any] = {"model": self.cfg["model"]["name"], "monitor": self.monitor,
-                                   "best_epoch": best["epoch"], "epochs": self.epoch, "val": best["metrics"],
-                                   "test": None, "seconds": round(sum(r["seconds"] for r in self.history), 3)}
+        summary: dict[str, Any] = {
+            "model": self.cfg["model"]["name"],
+            "monitor": self.monitor,
+            "best_epoch": best["epoch"],
+            "epochs": self.epoch,
+            "val": best["metrics"],
+            "test": None,
+            "seconds": round(sum(r["seconds"] for r in self.history), 3),
+        }
         pred = None
         if len(self.datasets.get("test", ())):
             summary["test"], pred = self._score("test")
@@ -269,9 +334,15 @@ class Trainer:
         distributed.barrier()
 
 
-def train(config: Mapping[str, Any] | str | os.PathLike | None, data: str | os.PathLike | Mapping[str, Dataset],
-          out: str | os.PathLike, *, resume: bool = False, epochs: int | None = None,
-          callbacks: Sequence[object] = ()) -> Path:
+def train(
+    config: Mapping[str, Any] | str | os.PathLike | None,
+    data: str | os.PathLike | Mapping[str, Dataset],
+    out: str | os.PathLike,
+    *,
+    resume: bool = False,
+    epochs: int | None = None,
+    callbacks: Sequence[object] = (),
+) -> Path:
     """Train a registered model and write the run folder ``out``; returns its path.
 
     ``config``: a config dict or YAML file (see ``fmkit.engine.config``); may be None when

@@ -4,6 +4,7 @@ Works on a ``WhiteningDetector`` (axis k of its whitened layer ↔ ``concepts[k]
 comparison, on the plain ``baseline2d`` at the same layer (``features_at``). Every
 function runs the model in eval mode without gradients.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -40,8 +41,9 @@ def axis_scores(model: nn.Module, data: Dataset | Iterable[Tensor], batch_size: 
     return torch.cat(out).double().numpy()
 
 
-def feature_correlation(model: nn.Module, data: Dataset | Iterable[Tensor], batch_size: int = 32,
-                        max_samples: int = 20000) -> np.ndarray:
+def feature_correlation(
+    model: nn.Module, data: Dataset | Iterable[Tensor], batch_size: int = 32, max_samples: int = 20000
+) -> np.ndarray:
     """Correlation matrix (C, C) of the layer's channels over all images and spatial positions."""
     cols = [layer_activations(model, x).transpose(0, 1).flatten(1) for x in _batches(data, batch_size)]
     feats = torch.cat(cols, dim=1).double()  # (C, N·h·w)
@@ -75,8 +77,9 @@ def concept_auc(model: nn.Module, concept_sets: Mapping[str, Dataset], batch_siz
     return pd.DataFrame(rows)
 
 
-def top_images(model: nn.Module, dataset: Dataset, axes: Sequence[int], k: int = 5,
-               batch_size: int = 32) -> dict[int, list[int]]:
+def top_images(
+    model: nn.Module, dataset: Dataset, axes: Sequence[int], k: int = 5, batch_size: int = 32
+) -> dict[int, list[int]]:
     """Indices of the ``k`` dataset items that activate each axis most (max-pooled)."""
     scores = axis_scores(model, dataset, batch_size)
     return {a: np.argsort(-scores[:, a], kind="stable")[:k].tolist() for a in axes}
@@ -87,16 +90,19 @@ def activation_maps(model: nn.Module, images: Tensor, axis: int) -> Tensor:
 
     A map without spatial contrast (e.g. a 1 × 1 layer) comes out all zero.
     """
-    maps = layer_activations(model, images)[:, axis:axis + 1]
+    maps = layer_activations(model, images)[:, axis : axis + 1]
     maps = torch.nn.functional.interpolate(maps, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
     lo = maps.flatten(1).amin(1)[:, None, None]
     hi = maps.flatten(1).amax(1)[:, None, None]
     span = hi - lo
-    return torch.where(span > 1e-6 * hi.abs().clamp_min(1.0), (maps - lo) / span.clamp_min(1e-12), torch.zeros_like(maps))
+    return torch.where(
+        span > 1e-6 * hi.abs().clamp_min(1.0), (maps - lo) / span.clamp_min(1e-12), torch.zeros_like(maps)
+    )
 
 
-def axis_gallery(model: nn.Module, dataset: Dataset, axes: Mapping[str, int], k: int = 5,
-                 batch_size: int = 32) -> tuple[dict[str, list[np.ndarray]], dict[str, list[np.ndarray]]]:
+def axis_gallery(
+    model: nn.Module, dataset: Dataset, axes: Mapping[str, int], k: int = 5, batch_size: int = 32
+) -> tuple[dict[str, list[np.ndarray]], dict[str, list[np.ndarray]]]:
     """The top-``k`` images of each named axis and that axis's activation maps over them.
 
     Returns (images, maps): per name, ``k`` images (H, W, 3) in [0, 1] and maps (H, W) in

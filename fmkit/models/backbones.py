@@ -10,6 +10,7 @@ nor downloadable) is a one-line :class:`~fmkit.errors.FmkitError`.
 the backbone's pretrained configuration expects, and :class:`Normalize` applies them inside
 the model, so datasets and transforms deliver plain [0, 1] images.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -61,11 +62,20 @@ def _from_checkpoint(name: str, path: Path, num_classes: int, timm_kwargs: dict[
 
     overlay = {"file": str(path), "source": ""}  # the file wins over any hub source of the default cfg
     try:
-        model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, num_classes=num_classes,
-                                  **timm_kwargs)
+        model = timm.create_model(
+            name, pretrained=True, pretrained_cfg_overlay=overlay, num_classes=num_classes, **timm_kwargs
+        )
         keys = set(load_state_dict(str(path)))
-    except (RuntimeError, OSError, ValueError, EOFError, KeyError, AttributeError, UnpicklingError,
-            SafetensorError) as err:  # shape mismatches, unreadable or foreign files
+    except (
+        RuntimeError,
+        OSError,
+        ValueError,
+        EOFError,
+        KeyError,
+        AttributeError,
+        UnpicklingError,
+        SafetensorError,
+    ) as err:  # shape mismatches, unreadable or foreign files
         raise FmkitError(f"cannot load {name} weights from {path}: {_first_line(err)}") from err
     # timm loads non-strictly when it drops the classifier: check that the file covers the backbone
     heads = _classifier_prefixes(model)
@@ -78,8 +88,10 @@ def _from_checkpoint(name: str, path: Path, num_classes: int, timm_kwargs: dict[
     if missing or unexpected:
         parts = [f"{len(missing)} missing (e.g. {missing[0]})"] if missing else []
         parts += [f"{len(unexpected)} unexpected (e.g. {unexpected[0]})"] if unexpected else []
-        raise FmkitError(f"backbone checkpoint {path} does not fit {name}: {' and '.join(parts)} weights "
-                         f"(expected a state dict of timm's {name})")
+        raise FmkitError(
+            f"backbone checkpoint {path} does not fit {name}: {' and '.join(parts)} weights "
+            f"(expected a state dict of timm's {name})"
+        )
     return model
 
 
@@ -93,14 +105,17 @@ def _offline_message(name: str, timm_kwargs: dict[str, Any]) -> str:
         repo = None
     if repo:
         folder = "models--" + repo.replace("/", "--")
-        place = (f"on an online machine run `hf download {repo}` and copy {folder} from its Hugging Face cache "
-                 f"to {cache}")
+        place = (
+            f"on an online machine run `hf download {repo}` and copy {folder} from its Hugging Face cache to {cache}"
+        )
         what = f"{name} ({repo}) are not in the Hugging Face cache ({cache / folder} is missing)"
     else:
         place, what = f"place them in {cache}", f"{name} are not in the Hugging Face cache {cache}"
-    return (f"pretrained weights of {what} and cannot be downloaded (offline or HF_HUB_OFFLINE=1): {place}; "
-            f"or, online, save torch.save(timm.create_model({name!r}, pretrained=True).state_dict(), 'FILE.pth'), "
-            f"copy FILE.pth here and set model.checkpoint: FILE.pth instead of pretrained")
+    return (
+        f"pretrained weights of {what} and cannot be downloaded (offline or HF_HUB_OFFLINE=1): {place}; "
+        f"or, online, save torch.save(timm.create_model({name!r}, pretrained=True).state_dict(), 'FILE.pth'), "
+        f"copy FILE.pth here and set model.checkpoint: FILE.pth instead of pretrained"
+    )
 
 
 def _pretrained(name: str, num_classes: int, timm_kwargs: dict[str, Any]) -> nn.Module:
@@ -117,8 +132,14 @@ def _pretrained(name: str, num_classes: int, timm_kwargs: dict[str, Any]) -> nn.
         raise FmkitError(f"cannot load the pretrained weights of {name}: {_first_line(err)}") from err
 
 
-def create_backbone(name: str, *, pretrained: bool = False, checkpoint: str | os.PathLike | None = None,
-                    num_classes: int = 1, **timm_kwargs: Any) -> nn.Module:
+def create_backbone(
+    name: str,
+    *,
+    pretrained: bool = False,
+    checkpoint: str | os.PathLike | None = None,
+    num_classes: int = 1,
+    **timm_kwargs: Any,
+) -> nn.Module:
     """A timm model ``name``: images (N, 3, H, W) → logits (N, num_classes) (0 classes: pooled features).
 
     Args:

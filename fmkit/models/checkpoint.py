@@ -6,6 +6,7 @@ A checkpoint is a ``torch.save`` dict: ``format``, ``config`` (the model's
 epoch, metrics ...). Only tensors and plain Python values are stored, so files load with
 ``torch.load(weights_only=True)``: loading never runs code from the file.
 """
+
 from __future__ import annotations
 
 import os
@@ -42,8 +43,10 @@ def model_config(model: nn.Module) -> dict[str, Any]:
     """``model.fmkit_config`` (set by ``create_model``); FmkitError when the model has none."""
     config = getattr(model, "fmkit_config", None)
     if not isinstance(config, dict) or "name" not in config:
-        raise FmkitError(f"{type(model).__name__} has no fmkit_config: build models with "
-                         "fmkit.models.create_model(name, **kwargs) so checkpoints can rebuild them")
+        raise FmkitError(
+            f"{type(model).__name__} has no fmkit_config: build models with "
+            "fmkit.models.create_model(name, **kwargs) so checkpoints can rebuild them"
+        )
     return _plain(config)
 
 

@@ -120,8 +120,13 @@ class Baseline2D(_TimmFrameModel):
             detector whitening that layer); None: the whitened layer's default.
     """
 
-    def __init__(self, backbone: str = "resnet18", pretrained: bool = False, checkpoint: str | Path | None = None,
-                 layer: str | None = None) -> None:
+    def __init__(
+        self,
+        backbone: str = "resnet18",
+        pretrained: bool = False,
+        checkpoint: str | Path | None = None,
+        layer: str | None = None,
+    ) -> None:
         super().__init__(backbone, pretrained, checkpoint)
         if layer is not None:
             self._module(layer)  # fail early on a wrong name
@@ -171,7 +176,11 @@ class WhiteningDetector(_TimmFrameModel):
             raise ValueError(f"{len(concepts)} concepts for {norm.num_features} axes")
         self.concepts = tuple(concepts)
         whitening = FeatureWhitening(
-            norm.num_features, T=T, eps=eps, momentum=momentum, mode=mode,
+            norm.num_features,
+            T=T,
+            eps=eps,
+            momentum=momentum,
+            mode=mode,
             group_size=group_size or BACKBONES[backbone][1],
         )
         self._whitening_path = self.layer

@@ -1,4 +1,5 @@
 """``eval_mode(model)``: run a model in eval mode without gradients, restoring its mode afterwards."""
+
 from __future__ import annotations
 
 import contextlib

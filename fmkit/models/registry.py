@@ -62,9 +62,7 @@ def create_model(name: str, **kw: Any) -> nn.Module:
     try:
         factory = _REGISTRY[name]
     except KeyError:
-        raise FmkitError(
-            f"unknown model {name!r}; registered models: {', '.join(list_models())}"
-        ) from None
+        raise FmkitError(f"unknown model {name!r}; registered models: {', '.join(list_models())}") from None
     try:
         inspect.signature(factory).bind(**kw)
     except TypeError as err:

@@ -156,9 +156,7 @@ class FeatureWhitening(nn.Module):
         self.register_buffer("fallbacks", torch.zeros((), dtype=torch.long))
         # Concept statistics: row j of group g sums x̂ at the arg-max of axis g·G + j.
         self.register_buffer("concept_sum", torch.zeros_like(eye), persistent=False)
-        self.register_buffer(
-            "concept_count", torch.zeros(self.num_groups, group_size), persistent=False
-        )
+        self.register_buffer("concept_count", torch.zeros(self.num_groups, group_size), persistent=False)
 
     def extra_repr(self) -> str:
         return (
@@ -171,9 +169,7 @@ class FeatureWhitening(nn.Module):
     def _grouped(self, x: Tensor) -> Tensor:
         """(N, C, *S) or (N, C) → (g, G, m), m = N·∏S, as float64."""
         if x.dim() < 2 or x.shape[1] != self.num_features:
-            raise ValueError(
-                f"expected input (N, {self.num_features}, ...), got {tuple(x.shape)}"
-            )
+            raise ValueError(f"expected input (N, {self.num_features}, ...), got {tuple(x.shape)}")
         return x.double().transpose(0, 1).reshape(self.num_groups, self.group_size, -1)
 
     def _whitening_matrix(self, sigma: Tensor) -> Tensor:
@@ -206,10 +202,13 @@ class FeatureWhitening(nn.Module):
             if self.training:
                 if xg.shape[-1] < self.group_size and not self._warned_rank:
                     self._warned_rank = True
-                    warnings.warn(f"FeatureWhitening: a training batch gives {xg.shape[-1]} feature columns "
-                                  f"(N·h·w) for groups of {self.group_size} channels: its covariance is singular "
-                                  "and the running whitening will not whiten new images; use larger batches or "
-                                  "images, an earlier layer, or a smaller group_size", stacklevel=2)
+                    warnings.warn(
+                        f"FeatureWhitening: a training batch gives {xg.shape[-1]} feature columns "
+                        f"(N·h·w) for groups of {self.group_size} channels: its covariance is singular "
+                        "and the running whitening will not whiten new images; use larger batches or "
+                        "images, an earlier layer, or a smaller group_size",
+                        stacklevel=2,
+                    )
                 mean = xg.mean(-1, keepdim=True)
                 xc = xg - mean
                 eye = torch.eye(self.group_size, dtype=torch.float64, device=x.device)
