@@ -16,12 +16,15 @@ from fmkit.data.schema import read_faces
 from fmkit.errors import FmkitError
 
 
-def test_boundary_centre_finds_the_mask_edge():
-    mask = torch.zeros(32, 32)
-    mask[8:24, 8:24] = 1.0
-    mask = torch.nn.functional.avg_pool2d(mask[None, None], 5, 1, 2)[0, 0]
-    x, y = boundary_centre(mask)
-    assert 0.2 < float(mask[int(y), int(x)]) < 0.8, "the centre lies on the soft edge"
+@pytest.mark.parametrize("ratio", [1.0, 0.6, 0.3], ids=["full blend", "ratio 0.6", "ratio 0.3"])
+def test_boundary_centre_sits_on_the_seam_whatever_the_blend_ratio(ratio):
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    radius = ((xx - 32) ** 2 + (yy - 30) ** 2).sqrt()
+    mask = ratio * torch.sigmoid((16 - radius) / 1.5)  # a soft disc of radius 16 blended at ``ratio``
+    points = np.array([boundary_centre(mask, key=k) for k in range(12)])
+    distances = np.hypot(points[:, 0] - 32, points[:, 1] - 30)
+    assert np.all(np.abs(distances - 16) <= 2), "every centre lies on the seam"
+    assert np.ptp(points[:, 1]) > 16 and np.ptp(points[:, 0]) > 16, "and they spread around it"
     assert boundary_centre(torch.zeros(8, 8)) is None and boundary_centre(torch.ones(8, 8)) is None
 
 

@@ -42,13 +42,29 @@ def landmark_centre(row: pd.Series, concept: str) -> np.ndarray:
     return row_to_crop(row, pts).mean(axis=0)
 
 
-def boundary_centre(mask: torch.Tensor) -> np.ndarray | None:
-    """(x, y) of the strongest blend-boundary pixel of a soft mask (H, W) in [0, 1]; None if no boundary."""
-    score = 4 * mask * (1 - mask)
-    if float(score.max()) < 0.25:
+def boundary_centre(mask: torch.Tensor, key: int = 0) -> np.ndarray | None:
+    """(x, y) of a point on the blend seam of a soft mask (H, W) in [0, 1]; None if it has no seam.
+
+    The mask is first scaled by its maximum (a blend ratio below 1 leaves the blended
+    region at m < 1), so the seam is where m / max m crosses 1/2, scored by
+    4·m'(1 − m') with m' = m / max m. Seam pixels (score ≥ 0.9) form a ring; the point
+    returned is the seam pixel at angle 2π·frac(key·φ) (φ the golden ratio) around the
+    ring's centroid, so patches of different images spread over the whole seam instead of
+    all sitting at its first pixel in raster order.
+    """
+    top = float(mask.max())
+    if top <= 0.05:
         return None
-    y, x = np.unravel_index(int(torch.argmax(score)), score.shape)
-    return np.array([x, y], np.float32)
+    m = mask / top
+    score = 4 * m * (1 - m)
+    if float(score.max()) < 0.75:
+        return None
+    ys, xs = np.nonzero((score >= 0.9 * float(score.max())).numpy())
+    cx, cy = xs.mean(), ys.mean()
+    angles = np.arctan2(ys - cy, xs - cx)
+    target = 2 * np.pi * ((key * 0.6180339887) % 1.0) - np.pi
+    i = int(np.argmin(np.abs(np.angle(np.exp(1j * (angles - target))))))
+    return np.array([xs[i], ys[i]], np.float32)
 
 
 def crop_patch(image: torch.Tensor, centre: np.ndarray, side: int, out_size: int | None = None) -> torch.Tensor:
@@ -87,7 +103,7 @@ class ConceptDataset(Dataset):
         self.items: list[tuple[str, np.ndarray]] = []
         for _, row in df.sort_values(["video_id", "frame_idx"]).iterrows():
             centre = (
-                boundary_centre(load_mask(self.root / row["mask_path"]))
+                boundary_centre(load_mask(self.root / row["mask_path"]), key=int(row["frame_idx"]) + len(self.items))
                 if concept == "blend_boundary"
                 else landmark_centre(row, concept)
             )

@@ -43,7 +43,7 @@ from fmkit.errors import FmkitError
 from fmkit.models.backbones import Normalize, create_backbone, input_normalization
 from fmkit.models.modes import eval_mode
 from fmkit.models.registry import register_model
-from fmkit.models.whitening import FeatureWhitening, Mode, RotationStep
+from fmkit.models.whitening import FeatureWhitening, Mode, RotationStep, Statistics
 
 #: Supported backbones → (default whitened layer, default group size: None = all channels).
 BACKBONES: dict[str, tuple[str, int | None]] = {
@@ -142,7 +142,7 @@ class WhiteningDetector(_TimmFrameModel):
         pretrained: start from timm's pretrained (ImageNet) weights (local cache, or download).
         checkpoint: a local timm state-dict file to initialise the backbone (classifier dropped).
         layer: the BatchNorm to replace, by module name (default: :data:`BACKBONES`).
-        mode, T, eps, momentum: of :class:`FeatureWhitening`.
+        mode, T, eps, momentum, statistics: of :class:`FeatureWhitening`.
         group_size: of :class:`FeatureWhitening`; None: the backbone's default in
             :data:`BACKBONES` (all channels, except 512 for xception41's 2048).
         concepts: names of the concepts aligned with axes 0, 1, …, K−1 (e.g. ``left_eye``,
@@ -161,6 +161,7 @@ class WhiteningDetector(_TimmFrameModel):
         T: int = 10,
         eps: float = 1e-5,
         momentum: float = 0.1,
+        statistics: Statistics = "covariance",
         group_size: int | None = None,
         concepts: Sequence[str] | None = None,
     ) -> None:
@@ -180,6 +181,7 @@ class WhiteningDetector(_TimmFrameModel):
             T=T,
             eps=eps,
             momentum=momentum,
+            statistics=statistics,
             mode=mode,
             group_size=group_size or BACKBONES[backbone][1],
         )

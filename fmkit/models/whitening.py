@@ -18,9 +18,13 @@ X_c = X − μ. Per group of ``group_size`` channels (one group of C channels by
 ``mode="exact"`` replaces the Newton iterations by the exact ZCA matrix
 W = U Λ^{-1/2} Uᵀ from the eigendecomposition Σ = U Λ Uᵀ, back-propagated with the
 Daleckii-Krein formula (stable even for repeated eigenvalues). In training, running
-estimates μ̄ ← (1−α)μ̄ + αμ and W̄ ← (1−α)W̄ + αW (α = ``momentum``) are kept; eval
-uses x̂ = W̄ (X − μ̄). A training batch with fewer columns m than channels per group has a
-singular covariance; the layer warns once.
+estimates μ̄ ← (1−α)μ̄ + αμ, Σ̄ ← (1−α)Σ̄ + α(Σ + (μ − μ̄)(μ − μ̄)ᵀ) and W̄ ← (1−α)W̄ + αW
+(α = ``momentum``) are kept. Eval uses x̂ = W_eval (X − μ̄) with, by ``statistics``,
+W_eval = Σ̄^{-1/2} (``"covariance"``, the default: the inverse square root of the running
+population covariance, exact, float64) or W_eval = W̄ (``"matrix"``: IterNorm's running
+average of the batch whitening matrices, which whitens held-out features less well, see
+``docs/measurements.md``). A training batch with fewer columns m than channels per group
+has a singular covariance; the layer warns once.
 
 **Numerical safety.** All whitening math runs in float64 (Σ included) with autocast
 disabled; the output is cast back to the input's dtype. The Newton iterations run in their
@@ -63,6 +67,7 @@ import torch
 from torch import Tensor, nn
 
 Mode = Literal["iterative", "exact"]
+Statistics = Literal["covariance", "matrix"]
 
 
 def _sym(a: Tensor) -> Tensor:
@@ -115,13 +120,15 @@ class FeatureWhitening(nn.Module):
         eps: ε added to the covariance diagonal.
         momentum: α of the running mean and running whitening matrix.
         mode: ``"iterative"`` (IterNorm) or ``"exact"`` (float64 eigendecomposition).
+        statistics: what eval mode whitens with: ``"covariance"`` (Σ̄^{-1/2} of the running
+            covariance) or ``"matrix"`` (the running average W̄ of the batch matrices).
         group_size: G; whiten (and rotate) each group of G consecutive channels on its own.
             None: one group of all C channels. Cost is O(C·G·m) instead of O(C²·m) and
             correlations between groups are left as they are.
 
     Shapes: input (N, C) or (N, C, *S) such as (N, C, H, W); output the same shape and dtype.
 
-    Buffers: ``running_mean`` (C,), ``running_wm`` (C/G, G, G), ``rotation`` R (C/G, G, G),
+    Buffers: ``running_mean`` (C,), ``running_wm`` and ``running_cov`` (C/G, G, G), ``rotation`` R (C/G, G, G),
     ``whitening_error`` (scalar, NaN until the first training forward), ``fallbacks``
     (training batches the iterative mode handed to the exact one, non-finite iterates).
     """
@@ -135,11 +142,15 @@ class FeatureWhitening(nn.Module):
         momentum: float = 0.1,
         mode: Mode = "iterative",
         group_size: int | None = None,
+        statistics: Statistics = "covariance",
     ) -> None:
         super().__init__()
         group_size = group_size or num_features
         if mode not in ("iterative", "exact"):
             raise ValueError(f"mode must be 'iterative' or 'exact', got {mode!r}")
+        if statistics not in ("covariance", "matrix"):
+            raise ValueError(f"statistics must be 'covariance' or 'matrix', got {statistics!r}")
+        self.statistics = statistics
         if num_features % group_size:
             raise ValueError(f"group_size {group_size} must divide num_features {num_features}")
         if T < 1:
@@ -151,6 +162,7 @@ class FeatureWhitening(nn.Module):
         eye = torch.eye(group_size).expand(self.num_groups, -1, -1).clone()
         self.register_buffer("running_mean", torch.zeros(num_features))
         self.register_buffer("running_wm", eye.clone())
+        self.register_buffer("running_cov", eye.clone())
         self.register_buffer("rotation", eye)
         self.register_buffer("whitening_error", torch.tensor(float("nan")))
         self.register_buffer("fallbacks", torch.zeros((), dtype=torch.long))
@@ -161,7 +173,7 @@ class FeatureWhitening(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"{self.num_features}, mode={self.mode}, T={self.T}, eps={self.eps}, "
-            f"momentum={self.momentum}, group_size={self.group_size}"
+            f"momentum={self.momentum}, group_size={self.group_size}, statistics={self.statistics}"
         )
 
     # -- whitening -----------------------------------------------------------------------
@@ -217,12 +229,24 @@ class FeatureWhitening(nn.Module):
                 self._update_running(mean.reshape(-1), wm, sigma)
             else:
                 xc = xg - self.running_mean.reshape(self.num_groups, self.group_size, 1).double()
-                wm = self.running_wm.double()
+                wm = self.eval_matrix()
             out = (self.rotation.double() @ wm) @ xc
         return out.reshape(x.shape[1], x.shape[0], *x.shape[2:]).transpose(0, 1).to(x.dtype)
 
     @torch.no_grad()
+    def eval_matrix(self) -> Tensor:
+        """W_eval (g, G, G), float64: Σ̄^{-1/2} (``statistics="covariance"``) or W̄ (``"matrix"``)."""
+        if self.statistics == "matrix":
+            return self.running_wm.double()
+        return _InvSqrtEigh.apply(_sym(self.running_cov.double()))
+
+    @torch.no_grad()
     def _update_running(self, mean: Tensor, wm: Tensor, sigma: Tensor) -> None:
+        shift = mean.detach().reshape(self.num_groups, self.group_size, 1) - self.running_mean.reshape(
+            self.num_groups, self.group_size, 1
+        ).to(mean.dtype)
+        population = sigma.detach() + shift @ shift.transpose(-1, -2)
+        self.running_cov.lerp_(population.to(self.running_cov.dtype), self.momentum)
         self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), self.momentum)
         self.running_wm.lerp_(wm.detach().to(self.running_wm.dtype), self.momentum)
         eye = torch.eye(self.group_size, dtype=sigma.dtype, device=sigma.device)
@@ -245,7 +269,7 @@ class FeatureWhitening(nn.Module):
         g, j = divmod(concept, self.group_size)
         with torch.autocast(device_type=x.device.type, enabled=False):
             xg = self._grouped(x)[g] - self.running_mean.reshape(self.num_groups, -1, 1)[g].double()
-            xhat = (self.running_wm[g].double() @ xg).reshape(self.group_size, x.shape[0], -1)
+            xhat = (self.eval_matrix()[g] @ xg).reshape(self.group_size, x.shape[0], -1)
             z = torch.einsum("c,cns->ns", self.rotation[g, j].double(), xhat)
             best = z.argmax(-1)  # (N,)
             picked = xhat.gather(2, best.view(1, -1, 1).expand(self.group_size, -1, 1))
