@@ -8,11 +8,17 @@ a tiny or one-sided split gives ``nan``, never a crash.
 
 Video level: a video's score is the mean (or median, max) of its frames' (or clips')
 probabilities, and the metrics are computed over videos.
+
+Intervals: :func:`bootstrap_interval` resamples whole groups (identities, or source videos
+when identities are unknown), so frames and videos of one person never count as
+independent evidence; :func:`verdict` turns an interval and a target into MET, MISSED or
+UNDECIDED.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -132,3 +138,64 @@ def compute_metrics(
         out.update({f"video_{k}": v for k, v in _scores(vp, vy).items()})
         out["n_videos"] = int(len(videos))
     return out
+
+
+def bootstrap_interval(
+    statistic: Callable[[np.ndarray], float],
+    groups: Sequence[Hashable],
+    *,
+    resamples: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile ``level`` interval of ``statistic(rows)`` over resamples of whole groups.
+
+    ``groups[i]`` is the group (identity, source video) of row ``i``; each resample draws
+    as many groups as there are, with replacement, and passes the rows of the drawn
+    groups (an index array, repeats included) to ``statistic``. Resamples where the
+    statistic is NaN (e.g. one class only) are dropped; with fewer than half of them
+    valid the interval is (nan, nan).
+    """
+    codes, _ = pd.factorize(pd.Series(list(groups), dtype=object))
+    members = [np.flatnonzero(codes == g) for g in range(codes.max() + 1)] if len(codes) else []
+    if not members:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(resamples):
+        rows = np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+        value = statistic(rows)
+        if np.isfinite(value):
+            draws.append(value)
+    if len(draws) < resamples / 2:
+        return float("nan"), float("nan")
+    lo, hi = np.percentile(draws, [50 * (1 - level), 100 - 50 * (1 - level)])
+    return float(lo), float(hi)
+
+
+def auc_interval(
+    probs: Sequence[float], labels: Sequence[float], groups: Sequence[Hashable], **kw: Any
+) -> tuple[float, float, float]:
+    """AUC and its bootstrap interval resampled by group: (auc, lo, hi)."""
+    p, y = _arrays(probs, labels)
+    return (auc(p, y), *bootstrap_interval(lambda r: auc(p[r], y[r]), groups, **kw))
+
+
+def auc_difference_interval(
+    probs_a: Sequence[float], probs_b: Sequence[float], labels: Sequence[float], groups: Sequence[Hashable], **kw: Any
+) -> tuple[float, float, float]:
+    """AUC(a) − AUC(b) of two detectors scored on the same items, with a paired bootstrap interval by group."""
+    a, y = _arrays(probs_a, labels)
+    b, _ = _arrays(probs_b, labels)
+    diff = lambda r: auc(a[r], y[r]) - auc(b[r], y[r])
+    return (diff(np.arange(y.size)), *bootstrap_interval(diff, groups, **kw))
+
+
+def verdict(lo: float, hi: float, target: float, larger: bool = True) -> str:
+    """MET when the whole interval [lo, hi] clears ``target`` (>= it if ``larger``, else <= it),
+    MISSED when the whole interval misses it, UNDECIDED otherwise (or when the interval is NaN)."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "UNDECIDED"
+    if larger:
+        return "MET" if lo >= target else "MISSED" if hi < target else "UNDECIDED"
+    return "MET" if hi <= target else "MISSED" if lo > target else "UNDECIDED"

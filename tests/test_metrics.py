@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from fmkit import metrics
 from fmkit.errors import FmkitError
@@ -81,3 +82,38 @@ def test_bad_inputs_are_refused() -> None:
         metrics.compute_metrics([0.1, 1.5], [0, 1])
     with pytest.raises(ValueError, match="labels"):
         metrics.auc([0.1, 0.2, 0.3], [0, 1])
+
+
+def test_bootstrap_resamples_whole_groups():
+    # two groups of 3 rows each: every resample holds 0, 3 or 6 rows of each, never a split group
+    sizes = []
+    metrics.bootstrap_interval(lambda rows: sizes.append(len(rows)) or 0.0, ["a"] * 3 + ["b"] * 3, resamples=50)
+    assert set(sizes) == {6}
+    lo, hi = metrics.bootstrap_interval(lambda rows: float(np.mean(rows >= 3)), ["a"] * 3 + ["b"] * 3, resamples=400)
+    assert lo == 0.0 and hi == 1.0, "all of a, all of b, or one of each"
+
+
+def test_auc_interval_covers_the_auc_and_is_nan_for_one_class():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 40)
+    p = np.clip(0.5 + 0.25 * (y - 0.5) + rng.normal(0, 0.2, y.size), 0, 1)
+    groups = np.arange(y.size) // 2
+    value, lo, hi = metrics.auc_interval(p, y, groups, resamples=500)
+    assert value == pytest.approx(roc_auc_score(y, p)) and lo < value < hi and hi - lo < 0.3
+    assert all(np.isnan(v) for v in metrics.auc_interval(p[:40], y[:40], groups[:40], resamples=50))
+
+
+def test_paired_difference_of_identical_detectors_is_exactly_zero():
+    y = np.repeat([0, 1], 10)
+    p = np.linspace(0.1, 0.9, 20)
+    assert metrics.auc_difference_interval(p, p, y, np.arange(20), resamples=100) == (0.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    "lo, hi, target, larger, expected",
+    [(0.91, 0.97, 0.9, True, "MET"), (0.85, 0.95, 0.9, True, "UNDECIDED"), (0.7, 0.85, 0.9, True, "MISSED"),
+     (-0.01, 0.04, -0.02, True, "MET"), (0.1, 0.2, 0.3, False, "MET"), (float("nan"), 1.0, 0.5, True, "UNDECIDED")],
+    ids=["met", "undecided", "missed", "no-worse-than", "at-most", "nan"],
+)
+def test_verdict_needs_the_whole_interval(lo, hi, target, larger, expected):
+    assert metrics.verdict(lo, hi, target, larger) == expected
