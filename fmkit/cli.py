@@ -111,13 +111,30 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     model, dataset = _scored_split(args)
     metrics = evaluate(model, dataset, device=args.device, progress=True)
-    print(json.dumps(metrics, indent=2, default=str))
+    if hasattr(model, "whitened_features"):
+        metrics.update(_whitening_metrics(model, dataset, args))
+    report = {args.split: metrics}
+    print(json.dumps(report, indent=2, default=str))
     if args.output:
         out = Path(args.output)
         target = out / "metrics.json" if out.is_dir() or not out.suffix else out
-        write_json(metrics, target)
+        write_json(report, target)
         print(f"metrics written to {target}")
     return 0
+
+
+def _whitening_metrics(model, dataset, args: argparse.Namespace) -> dict:
+    """Decorrelation of the whitened layer (its input vs its output) and the concept AUC of its axes."""
+    from fmkit.data.concepts import concept_datasets
+    from fmkit.interpret.concepts import concept_auc, decorrelation
+
+    size = dataset[0][0].shape[-1]
+    out = {"decorrelation": decorrelation(model, dataset)}
+    if model.concepts:
+        sets = concept_datasets(args.data, list(model.concepts), split=args.split, size=size)
+        table = concept_auc(model, sets)
+        out["concept_auc"] = dict(zip(table["concept"], table["auc"].round(6)))
+    return out
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -194,3 +194,37 @@ def test_activation_maps_follow_the_axis_and_are_scaled_to_unit_range(aligned, s
         hot = np.unravel_index(int(torch.argmax(m)), m.shape)
         cell = np.unravel_index(int(torch.argmax(a)), a.shape)
         assert (hot[0] // 32, hot[1] // 32) == cell, "the map's peak lies in the layer cell that is most active"
+
+
+class NoiseAxes(nn.Module):
+    """A stand-in analysed layer: 5 axes of spatial noise (8 × 8), unrelated to the image."""
+
+    def whitened_features(self, x: torch.Tensor) -> torch.Tensor:
+        g = torch.Generator().manual_seed(int(x.sum() * 1000) % 10_000)
+        return torch.rand(x.shape[0], 5, 8, 8, generator=g)
+
+
+def test_pointing_of_maps_unrelated_to_the_face_is_chance(synth_faces):
+    from fmkit.data.schema import read_faces
+
+    manifest = read_faces(synth_faces)
+    table = cw.pointing(NoiseAxes(), manifest, synth_faces, list(CONCEPTS), size=64)
+    assert table["concept"].tolist() == list(CONCEPTS) and (table["n_images"] > 0).all()
+    assert ((table["area"] > 0.01) & (table["area"] < 0.5)).all()
+    assert np.allclose(table["inside"], table["area"], atol=0.08), table
+
+
+def test_concept_regions_sit_on_the_landmark_and_on_the_seam(synth_faces):
+    from fmkit.data.concepts import concept_region, landmark_centre
+    from fmkit.data.datasets import load_mask
+    from fmkit.data.schema import read_faces
+
+    manifest = read_faces(synth_faces)
+    row = manifest.iloc[0]
+    x, y = landmark_centre(row, "nose") * (64 / row["crop_size"])
+    assert concept_region(row, synth_faces, "nose", 64)[int(y), int(x)]
+    fake = manifest[manifest["mask_path"] != ""].iloc[0]
+    band = concept_region(fake, synth_faces, "blend_boundary", int(fake["crop_size"]))
+    mask = load_mask(synth_faces / fake["mask_path"]).numpy() / load_mask(synth_faces / fake["mask_path"]).max().item()
+    assert band.any() and 0.1 < mask[band].mean() < 0.9, "the band is where the blend ramps, not inside or outside"
+    assert concept_region(manifest[manifest["label"] == 0].iloc[0], synth_faces, "blend_boundary", 64) is None

@@ -111,8 +111,14 @@ def test_paired_difference_of_identical_detectors_is_exactly_zero():
 
 @pytest.mark.parametrize(
     "lo, hi, target, larger, expected",
-    [(0.91, 0.97, 0.9, True, "MET"), (0.85, 0.95, 0.9, True, "UNDECIDED"), (0.7, 0.85, 0.9, True, "MISSED"),
-     (-0.01, 0.04, -0.02, True, "MET"), (0.1, 0.2, 0.3, False, "MET"), (float("nan"), 1.0, 0.5, True, "UNDECIDED")],
+    [
+        (0.91, 0.97, 0.9, True, "MET"),
+        (0.85, 0.95, 0.9, True, "UNDECIDED"),
+        (0.7, 0.85, 0.9, True, "MISSED"),
+        (-0.01, 0.04, -0.02, True, "MET"),
+        (0.1, 0.2, 0.3, False, "MET"),
+        (float("nan"), 1.0, 0.5, True, "UNDECIDED"),
+    ],
     ids=["met", "undecided", "missed", "no-worse-than", "at-most", "nan"],
 )
 def test_verdict_needs_the_whole_interval(lo, hi, target, larger, expected):

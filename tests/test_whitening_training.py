@@ -196,13 +196,15 @@ def test_cli_trains_and_evaluates_the_whitening_detector(cli_run, synth_faces, c
     assert (run / "checkpoints" / "best.pt").is_file()
     capsys.readouterr()
     assert main(["evaluate", str(run), "--data", str(synth_faces)]) == 0
-    metrics = json.loads(capsys.readouterr().out)
+    metrics = json.loads(capsys.readouterr().out)["test"]
     for key in ("auc", "video_auc"):
         assert 0 <= metrics[key] <= 1, metrics
+    assert set(metrics["decorrelation"]) == {"unwhitened", "whitened"}
+    assert list(metrics["concept_auc"]) == ["mouth", "left_eye"]
     existing = run.parent / "evaluation"
     existing.mkdir()
     assert main(["evaluate", str(run), "--data", str(synth_faces), "-o", str(existing)]) == 0
-    assert json.loads((existing / "metrics.json").read_text())["auc"] == metrics["auc"]
+    assert json.loads((existing / "metrics.json").read_text())["test"]["auc"] == metrics["auc"]
 
 
 def test_explicit_concepts_keep_their_order_as_axes(cli_run):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -76,6 +77,28 @@ def crop_patch(image: torch.Tensor, centre: np.ndarray, side: int, out_size: int
     patch = image[:, y0 : y0 + side, x0 : x0 + side]
     size = (out_size, out_size) if out_size else (h, w)
     return torch.nn.functional.interpolate(patch[None], size=size, mode="bilinear", align_corners=False)[0]
+
+
+def concept_region(row: pd.Series, root: Path, concept: str, size: int, patch_frac: float = 0.35) -> np.ndarray | None:
+    """Where concept ``concept`` lies in a manifest row's crop, resized to ``size``: a boolean (size, size) mask.
+
+    Facial regions: the ``patch_frac`` square around the landmark (the patch the concept
+    images are cut from). ``blend_boundary``: the seam band, 4·m'(1 − m') ≥ 1/2 with
+    m' = m / max m, on fakes with a ground-truth mask; None where the concept is absent.
+    """
+    if concept == "blend_boundary":
+        if row["label"] != LABEL_FAKE or not str(row["mask_path"]):
+            return None
+        mask = load_mask(root / row["mask_path"])
+        if float(mask.max()) <= 0.05:
+            return None
+        m = mask / mask.max()
+        band = (4 * m * (1 - m) >= 0.5).float()[None, None]
+        return torch.nn.functional.interpolate(band, size=(size, size), mode="nearest")[0, 0].numpy() > 0.5
+    x, y = landmark_centre(row, concept) * (size / int(row["crop_size"]))
+    half = patch_frac * size / 2
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5
+    return (np.abs(xx - x) <= half) & (np.abs(yy - y) <= half)
 
 
 class ConceptDataset(Dataset):

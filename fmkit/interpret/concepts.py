@@ -7,7 +7,9 @@ function runs the model in eval mode without gradients.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,6 +18,8 @@ from sklearn.metrics import roc_auc_score
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from fmkit.data.concepts import concept_region
+from fmkit.data.datasets import load_image
 from fmkit.models.modes import eval_mode
 
 
@@ -115,3 +119,69 @@ def axis_gallery(
         images[name] = [img.permute(1, 2, 0).clamp(0, 1).numpy() for img in x]
         maps[name] = list(activation_maps(model, x, axis).numpy())
     return images, maps
+
+
+def pointing(
+    model: nn.Module,
+    manifest: pd.DataFrame,
+    root: str | os.PathLike,
+    concepts: Sequence[str],
+    size: int,
+    max_images: int = 200,
+    patch_frac: float = 0.35,
+) -> pd.DataFrame:
+    """How much of each concept axis's activation falls inside its concept's region (a pointing score).
+
+    For axis k ↔ ``concepts[k]`` and up to ``max_images`` crops of ``manifest`` (e.g. the test
+    split) where the concept is present, the axis's activation map (upsampled to ``size``,
+    scaled to [0, 1] per image) is summed inside the region of :func:`fmkit.data.concepts.concept_region`
+    and divided by its total. ``area`` is the region's share of the crop: the score of a map
+    spread evenly, i.e. chance. Returns (concept, axis, inside, area, n_images).
+    """
+    root = Path(root)
+    rows = []
+    for k, concept in enumerate(concepts):
+        images, regions = [], []
+        for _, row in manifest.sort_values(["video_id", "frame_idx"]).iterrows():
+            region = concept_region(row, root, concept, size, patch_frac)
+            if region is not None and region.any():
+                images.append(load_image(root / row["crop_path"]))
+                regions.append(region)
+            if len(images) >= max_images:
+                break
+        if not images:
+            rows.append({"concept": concept, "axis": k, "inside": float("nan"), "area": float("nan"), "n_images": 0})
+            continue
+        x = torch.nn.functional.interpolate(torch.stack(images), size=(size, size), mode="bilinear", antialias=True)
+        maps = torch.cat([activation_maps(model, batch, k) for batch in x.split(32)]).numpy()
+        region = np.stack(regions)
+        inside = (maps * region).sum((1, 2)) / np.maximum(maps.sum((1, 2)), 1e-12)
+        rows.append(
+            {
+                "concept": concept,
+                "axis": k,
+                "inside": float(inside.mean()),
+                "area": float(region.mean()),
+                "n_images": len(images),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def whitening_inputs(model: nn.Module, data: Dataset | Iterable[Tensor], batch_size: int = 32) -> Tensor:
+    """The whitened layer's input features (C, N·h·w) over ``data`` (eval mode), float64."""
+    cols = []
+    with eval_mode(model):
+        for x in _batches(data, batch_size):
+            cols.append(model.whitening_inputs(x).transpose(0, 1).flatten(1))
+    return torch.cat(cols, dim=1).double()
+
+
+def decorrelation(model: nn.Module, data: Dataset, batch_size: int = 32, max_samples: int = 20000) -> dict[str, float]:
+    """Mean |off-diagonal correlation| of a whitening model's layer input (``unwhitened``) and output
+    (``whitened``, with the eval statistics) over ``data``."""
+    feats = whitening_inputs(model, data, batch_size)
+    if feats.shape[1] > max_samples:
+        feats = feats[:, torch.linspace(0, feats.shape[1] - 1, max_samples).long()]
+    before = mean_abs_offdiag(np.nan_to_num(np.corrcoef(feats.numpy())))
+    return {"unwhitened": before, "whitened": mean_abs_offdiag(feature_correlation(model, data, batch_size))}

@@ -208,6 +208,10 @@ class WhiteningDetector(_TimmFrameModel):
         """
         return _capture(self, self.whitening, x, inputs=False)
 
+    def whitening_inputs(self, x: Tensor) -> Tensor:
+        """The whitening layer's input (N, C, h, w), i.e. the features before whitening; the forward stops there."""
+        return _capture(self, self.whitening, x, inputs=True)
+
     def accumulate_concept(self, concept: int, images: Tensor) -> None:
         """Add images (N, 3, H, W) of concept ``concept`` (= its axis) to the alignment statistics.
 
@@ -216,7 +220,7 @@ class WhiteningDetector(_TimmFrameModel):
         if images.shape[0] == 0:
             return
         with eval_mode(self):
-            x = _capture(self, self.whitening, images, inputs=True)
+            x = self.whitening_inputs(images)
         self.whitening.accumulate_concept(concept, x)
 
     def concept_step(self, concept_batches: Sequence[Tensor]) -> RotationStep:
