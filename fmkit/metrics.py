@@ -154,11 +154,11 @@ def bootstrap_interval(
     as many groups as there are, with replacement, and passes the rows of the drawn
     groups (an index array, repeats included) to ``statistic``. Resamples where the
     statistic is NaN (e.g. one class only) are dropped; with fewer than half of them
-    valid the interval is (nan, nan).
+    valid, or fewer than two groups, the interval is (nan, nan).
     """
     codes, _ = pd.factorize(pd.Series(list(groups), dtype=object))
     members = [np.flatnonzero(codes == g) for g in range(codes.max() + 1)] if len(codes) else []
-    if not members:
+    if len(members) < 2:  # one group: resampling it says nothing about other people
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     draws = []

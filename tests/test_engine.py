@@ -535,3 +535,17 @@ def test_models() -> Iterator[None]:
     yield
     for name in models:
         unregister_model(name)
+
+
+def test_heldout_auc_tables_resample_identities(straight) -> None:
+    from fmkit.engine.report import heldout_auc_difference, heldout_auc_table
+
+    run, _ = straight
+    pred = pd.read_csv(run / "test_predictions.csv", dtype={"video_id": str})
+    identities = {v: v[:3] for v in pred["video_id"]}          # s2v0..s2v5 → one identity "s2v"
+    table = heldout_auc_table({"cnn": run}, identities, resamples=100)
+    assert table["level"].tolist() == ["frame", "video"] and (table["identities"] == 1).all()
+    assert table[["lo", "hi"]].isna().all().all(), "one identity: no interval, never a made-up one"
+    each = heldout_auc_table({"cnn": run}, {v: v for v in pred["video_id"]}, resamples=200)
+    assert (each["lo"] <= each["auc"]).all() and (each["auc"] <= each["hi"]).all()
+    assert heldout_auc_difference(run, run, {v: v for v in pred["video_id"]}, resamples=50) == (0.0, 0.0, 0.0)

@@ -1,4 +1,4 @@
-"""The run folder's reports: metrics.csv, metrics.json and the learning-curve figure."""
+"""The run folder's reports: metrics.csv, metrics.json, the learning-curve figure, and test AUCs with intervals."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from fmkit.io import atomic_path, write_csv, write_json
+from fmkit.metrics import auc_difference_interval, auc_interval, video_level
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -72,3 +73,56 @@ def run_quality(run: str | os.PathLike) -> dict[str, float]:
     """Frame- and video-level AUC on val (of the chosen checkpoint) and test, from a run's metrics.json."""
     summary = json.loads((Path(run) / "metrics.json").read_text())
     return {f"{split}_{key}": summary[split].get(key) for split in ("val", "test") for key in ("auc", "video_auc")}
+
+
+def _test_scores(run: str | os.PathLike, identities: Mapping[str, str], level: str) -> pd.DataFrame:
+    """A run's test scores (frames, or videos by mean probability) with each item's identity."""
+    pred = pd.read_csv(Path(run) / "test_predictions.csv", dtype={"video_id": str})
+    if level == "video":
+        pred = video_level(pred["prob"], pred["label"], pred["video_id"].tolist())
+    elif level != "frame":
+        raise ValueError(f"level must be 'frame' or 'video', got {level!r}")
+    return pred.assign(identity=pred["video_id"].map(identities).fillna(pred["video_id"]))
+
+
+def heldout_auc_table(
+    runs: Mapping[str, str | os.PathLike], identities: Mapping[str, str], resamples: int = 2000, seed: int = 0
+) -> pd.DataFrame:
+    """Test AUC of each run's chosen checkpoint, frame and video level, with 95 % intervals.
+
+    ``identities`` maps video_id → identity (e.g. the manifest's ``source_id``): the
+    bootstrap resamples identities, so the interval reflects how many different people
+    the test split holds. Columns: model, level, auc, lo, hi, n (items), identities.
+    """
+    rows = []
+    for name, run in runs.items():
+        for level in ("frame", "video"):
+            s = _test_scores(run, identities, level)
+            value, lo, hi = auc_interval(s["prob"], s["label"], s["identity"], resamples=resamples, seed=seed)
+            rows.append(
+                {
+                    "model": name,
+                    "level": level,
+                    "auc": value,
+                    "lo": lo,
+                    "hi": hi,
+                    "n": len(s),
+                    "identities": s["identity"].nunique(),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def heldout_auc_difference(
+    run_a: str | os.PathLike,
+    run_b: str | os.PathLike,
+    identities: Mapping[str, str],
+    level: str = "video",
+    resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """Test AUC of ``run_a`` minus ``run_b`` on the same items, with a paired 95 % interval by identity."""
+    a, b = _test_scores(run_a, identities, level), _test_scores(run_b, identities, level)
+    if not (a["video_id"].equals(b["video_id"]) and a["label"].equals(b["label"])):
+        raise ValueError("the two runs scored different test items")
+    return auc_difference_interval(a["prob"], b["prob"], a["label"], a["identity"], resamples=resamples, seed=seed)
