@@ -124,6 +124,7 @@ class ConceptDataset(Dataset):
             df = df[(df["label"] == LABEL_FAKE) & (df["mask_path"].astype(str) != "")]
         self.concept, self.patch_frac, self.size = concept, patch_frac, size
         self.items: list[tuple[str, np.ndarray]] = []
+        self.identities: list[str] = []  # source_id of each item's video (for intervals by identity)
         for _, row in df.sort_values(["video_id", "frame_idx"]).iterrows():
             centre = (
                 boundary_centre(load_mask(self.root / row["mask_path"]), key=int(row["frame_idx"]) + len(self.items))
@@ -132,6 +133,7 @@ class ConceptDataset(Dataset):
             )
             if centre is not None:
                 self.items.append((row["crop_path"], centre))
+                self.identities.append(str(row["source_id"]))
 
     def __len__(self) -> int:
         return len(self.items)

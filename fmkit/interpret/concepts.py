@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import roc_auc_score
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from fmkit.data.concepts import concept_region
 from fmkit.data.datasets import load_image
+from fmkit.metrics import auc_interval
 from fmkit.models.modes import eval_mode
 
 
@@ -64,20 +64,31 @@ def mean_abs_offdiag(corr: np.ndarray) -> float:
     return float(np.abs(c[mask]).mean())
 
 
-def concept_auc(model: nn.Module, concept_sets: Mapping[str, Dataset], batch_size: int = 32) -> pd.DataFrame:
+def concept_auc(
+    model: nn.Module, concept_sets: Mapping[str, Dataset], batch_size: int = 32, resamples: int = 0, seed: int = 0
+) -> pd.DataFrame:
     """Concept AUC of each aligned axis: how well axis k separates concept k's images from the others'.
 
     Axis k ↔ the k-th concept of ``concept_sets``; the score of an image on axis k is the
-    axis's max-pooled activation. Returns a table (concept, axis, auc, n_images).
+    axis's max-pooled activation. Returns a table (concept, axis, auc, n_images); with
+    ``resamples`` > 0 also ``lo``, ``hi``: a 95 % bootstrap interval resampling the
+    images' identities (the sets' ``identities`` lists).
     """
     scores = {name: axis_scores(model, ds, batch_size) for name, ds in concept_sets.items()}
+    who = {name: list(getattr(ds, "identities", range(len(ds)))) for name, ds in concept_sets.items()}
     rows = []
     for k, name in enumerate(concept_sets):
         pos = scores[name][:, k]
         neg = np.concatenate([s[:, k] for other, s in scores.items() if other != name])
         labels = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
-        value = roc_auc_score(labels, np.r_[pos, neg]) if len(pos) and len(neg) else float("nan")
-        rows.append({"concept": name, "axis": k, "auc": float(value), "n_images": len(pos)})
+        values = np.r_[pos, neg]
+        ranks = pd.Series(values).rank().to_numpy() / (len(values) + 1)  # monotone into (0, 1): same AUC
+        groups = who[name] + [g for other in concept_sets if other != name for g in who[other]]
+        value, lo, hi = auc_interval(ranks, labels, groups, resamples=resamples or 1, seed=seed)
+        row = {"concept": name, "axis": k, "auc": value, "n_images": len(pos)}
+        if resamples:
+            row["lo"], row["hi"] = lo, hi
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
