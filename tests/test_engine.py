@@ -542,7 +542,7 @@ def test_heldout_auc_tables_resample_identities(straight) -> None:
 
     run, _ = straight
     pred = pd.read_csv(run / "test_predictions.csv", dtype={"video_id": str})
-    identities = {v: v[:3] for v in pred["video_id"]}          # s2v0..s2v5 → one identity "s2v"
+    identities = {v: v[:3] for v in pred["video_id"]}  # s2v0..s2v5 → one identity "s2v"
     table = heldout_auc_table({"cnn": run}, identities, resamples=100)
     assert table["level"].tolist() == ["frame", "video"] and (table["identities"] == 1).all()
     assert table[["lo", "hi"]].isna().all().all(), "one identity: no interval, never a made-up one"
