@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fmkit.data.concepts import concept_datasets, sample_concept_batch
+from fmkit.engine import distributed
 from fmkit.engine.hooks import TrainContext
 from fmkit.errors import FmkitError
 from fmkit.models.registry import model_callbacks
@@ -33,7 +34,11 @@ class ConceptAlignment:
     The model's ``concepts`` (None: every concept the manifest supports; (): none) are
     resolved at the start of training and stored on the model (they travel with its
     weights: axis k ↔ concepts[k]). Batches are drawn by (seed, axis, global step), so a
-    resumed run repeats the alignment exactly. Logs ``whitening_error`` and
+    resumed run repeats the alignment exactly. Under DistributedDataParallel each rank whitens its own
+    batch (the batch covariance is not all-reduced, as BatchNorm without SyncBatchNorm) and
+    updates its own running statistics; before each step every rank takes rank 0's buffers
+    (as DDP does at each forward), so every rank takes the same step and holds the same
+    rotation. Logs ``whitening_error`` and
     ``concept_objective`` (the epoch's last step) into each metrics.csv row.
     """
 
@@ -76,6 +81,8 @@ class ConceptAlignment:
             sample_concept_batch(ds, self.batch, (ctx.config["seed"], k, ctx.global_step)).to(ctx.device)
             for k, ds in enumerate(self._sets)
         ]
+        # ranks update their running statistics on their own batches: take rank 0's, as DDP does
+        distributed.broadcast_(list(ctx.model.buffers()))
         self._last = ctx.model.concept_step(batches)
 
     def on_epoch_end(self, ctx: TrainContext, row: dict) -> None:

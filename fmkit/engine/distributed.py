@@ -85,3 +85,10 @@ def all_gather(obj: Any) -> list[Any]:
     out: list[Any] = [None] * world()[1]
     dist.all_gather_object(out, obj)
     return out
+
+
+def broadcast_(tensors: list[torch.Tensor], src: int = 0) -> None:
+    """Overwrite each tensor, in place, with rank ``src``'s (no-op with one process)."""
+    if world()[1] > 1:
+        for t in tensors:
+            dist.broadcast(t, src)
