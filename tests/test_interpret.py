@@ -228,3 +228,11 @@ def test_concept_regions_sit_on_the_landmark_and_on_the_seam(synth_faces):
     mask = load_mask(synth_faces / fake["mask_path"]).numpy() / load_mask(synth_faces / fake["mask_path"]).max().item()
     assert band.any() and 0.1 < mask[band].mean() < 0.9, "the band is where the blend ramps, not inside or outside"
     assert concept_region(manifest[manifest["label"] == 0].iloc[0], synth_faces, "blend_boundary", 64) is None
+
+
+def test_mean_concept_auc_is_the_mean_of_the_axes_with_an_interval(synth_faces):
+    model = create_model("whitening", group_size=64, concepts=list(CONCEPTS)).eval()
+    sets = concept_datasets(synth_faces, list(CONCEPTS), split=None, size=64)
+    table = cw.concept_auc(model, sets)
+    mean, lo, hi = cw.mean_concept_auc(model, sets, resamples=200)
+    assert mean == pytest.approx(table["auc"].mean()) and lo <= mean <= hi

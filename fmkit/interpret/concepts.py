@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from fmkit.data.concepts import concept_region
 from fmkit.data.datasets import load_image
-from fmkit.metrics import auc_interval
+from fmkit.metrics import auc, auc_interval, bootstrap_interval
 from fmkit.models.modes import eval_mode
 
 
@@ -90,6 +90,22 @@ def concept_auc(
             row["lo"], row["hi"] = lo, hi
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def mean_concept_auc(
+    model: nn.Module, concept_sets: Mapping[str, Dataset], batch_size: int = 32, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """The mean over axes of :func:`concept_auc`, with a 95 % interval resampling identities of all sets at once."""
+    names = list(concept_sets)
+    scores = np.concatenate([axis_scores(model, concept_sets[n], batch_size)[:, : len(names)] for n in names])
+    concept = np.concatenate([np.full(len(concept_sets[n]), k) for k, n in enumerate(names)])
+    groups = [g for n in names for g in getattr(concept_sets[n], "identities", range(len(concept_sets[n])))]
+    ranks = np.column_stack([pd.Series(scores[:, k]).rank().to_numpy() / (len(scores) + 1) for k in range(len(names))])
+
+    def mean_auc(rows: np.ndarray) -> float:
+        return float(np.mean([auc(ranks[rows, k], concept[rows] == k) for k in range(len(names))]))
+
+    return (mean_auc(np.arange(len(concept))), *bootstrap_interval(mean_auc, groups, resamples=resamples, seed=seed))
 
 
 def top_images(
