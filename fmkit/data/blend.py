@@ -252,6 +252,21 @@ def align_face(
     return warp(source, matrix, shape), matrix
 
 
+#: Range of the resampling factor of a blended source (frequency jitter; see :func:`resample`).
+RESAMPLE_RANGE = (1.25, 2.0)
+
+
+def resample(img: np.ndarray, factor: float) -> np.ndarray:
+    """Down-sample by ``factor`` (area) and back up (bilinear): the detail and sensor noise a face
+    generator working at a lower resolution loses (the resolution mismatch of Li & Lyu 2019's face
+    warping artifacts, and SBI's frequency augmentation). ``factor`` <= 1 returns ``img`` unchanged."""
+    if factor <= 1.0:
+        return img
+    h, w = img.shape[:2]
+    small = cv2.resize(img, (max(1, round(w / factor)), max(1, round(h / factor))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
 def _about_face(landmarks: np.ndarray, scale: float, shift: np.ndarray) -> np.ndarray:
     """(2, 3) matrix scaling about the landmarks' centre and shifting by ``shift`` face units."""
     lm = np.asarray(landmarks, np.float32)
@@ -278,8 +293,9 @@ class SBIParams:
     """One Self-Blended Images draw: the source's colour and geometry jitter and the mask.
 
     ``hue`` degrees, ``saturation`` and ``contrast`` factors, ``brightness`` in [0, 1]
-    units, ``scale`` about the face centre, ``shift`` (2,) in face units, ``mask`` the
-    blend mask's parameters.
+    units, ``scale`` about the face centre, ``shift`` (2,) in face units, ``resample`` the
+    source's down-and-up sampling factor (:func:`resample`; 1: none), ``mask`` the blend
+    mask's parameters.
     """
 
     hue: float
@@ -289,10 +305,12 @@ class SBIParams:
     scale: float
     shift: np.ndarray
     mask: MaskParams
+    resample: float = 1.0
 
     @classmethod
     def sample(cls, rng: np.random.Generator) -> SBIParams:
-        """Random jitter in SBI's ranges: small colour shifts, ±5 % scale, ±5 % face-unit shift."""
+        """Random jitter in SBI's ranges: small colour shifts, ±5 % scale, ±5 % face-unit shift, and a
+        resampling factor in :data:`RESAMPLE_RANGE`."""
         return cls(
             hue=float(rng.uniform(-10, 10)),
             saturation=float(rng.uniform(0.8, 1.2)),
@@ -301,6 +319,7 @@ class SBIParams:
             scale=float(rng.uniform(0.95, 1.05)),
             shift=rng.uniform(-0.05, 0.05, 2).astype(np.float32),
             mask=MaskParams.sample(rng),
+            resample=float(rng.uniform(*RESAMPLE_RANGE)),
         )
 
 
@@ -314,8 +333,8 @@ def self_blend(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Self-Blended Image (Shiohara & Yamasaki, CVPR 2022): blend a jittered copy of a face into itself.
 
-    The source is ``img`` colour-jittered (hue, saturation, brightness, contrast) and
-    slightly rescaled and shifted about the face; it is blended into ``img`` under a
+    The source is ``img`` colour-jittered (hue, saturation, brightness, contrast),
+    slightly rescaled and shifted about the face, and resampled (frequency jitter); it is blended into ``img`` under a
     deformed, eroded/dilated and blurred landmark hull mask scaled by a random blend
     ratio. Pass ``params`` (e.g. one :meth:`SBIParams.sample` per video) for a consistent
     blend, else they are drawn from ``rng``.
@@ -328,7 +347,7 @@ def self_blend(
             raise ValueError("self_blend needs either rng or params")
         params = SBIParams.sample(rng)
     source = jitter_colour(img, params.hue, params.saturation, params.brightness, params.contrast)
-    source = warp(source, _about_face(landmarks, params.scale, params.shift), img.shape)
+    source = resample(warp(source, _about_face(landmarks, params.scale, params.shift), img.shape), params.resample)
     mask = blend_mask(img.shape, landmarks, params.mask, box)
     return alpha_blend(img, source, mask), mask
 
@@ -342,13 +361,15 @@ def face_swap(
     *,
     box: np.ndarray | None = None,
     params: MaskParams | None = None,
+    resample_factor: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Put the donor's inner face on the target: align on five landmarks, match colour, blend.
 
     ``donor`` (any size) is warped by the similarity that maps ``donor_landmarks`` onto
     ``target_landmarks``, recoloured in LAB to the target's face statistics and blended
     under a soft hull mask of the target (``params``, else drawn from ``rng`` with a full
-    blend ratio). Returns (image (H, W, 3) in ``target``'s dtype, mask (H, W) float32 in [0, 1]).
+    blend ratio), after :func:`resample` by ``resample_factor`` (the generator's resolution).
+    Returns (image (H, W, 3) in ``target``'s dtype, mask (H, W) float32 in [0, 1]).
     """
     if params is None:
         if rng is None:
@@ -356,5 +377,5 @@ def face_swap(
         params = MaskParams.sample(rng, deform=0.03, ratios=(1.0,))
     aligned, _ = align_face(donor, donor_landmarks, target_landmarks, target.shape)
     mask = blend_mask(target.shape, target_landmarks, params, box)
-    recoloured = colour_transfer(aligned, target, mask)
+    recoloured = resample(colour_transfer(aligned, target, mask), resample_factor)
     return alpha_blend(target, recoloured, mask), mask

@@ -20,6 +20,12 @@ video ``rNNN`` gets one fake per method, made from its frames:
 - ``flicker`` (``rNNN_flk``): a self-blend whose mask, offset and colour shift are redrawn
   every frame, a temporally inconsistent fake.
 
+Every blended source is also resampled (down by a factor in
+:data:`fmkit.data.blend.RESAMPLE_RANGE` and back up), as a generator working at a lower
+resolution would leave it: the manipulated region loses detail and sensor noise that the
+rest of the frame keeps. Without it the synthetic fakes carry almost no cue that holds
+across identities (the measurements are in the README).
+
 Output (the ``folder`` layout)::
 
     OUT/real/<id>.mp4
@@ -51,7 +57,15 @@ from tqdm.auto import tqdm
 
 from fmkit import __version__
 from fmkit.config import SYNTH, resolve
-from fmkit.data.blend import MaskParams, SBIParams, face_swap, self_blend, transform_box, transform_points
+from fmkit.data.blend import (
+    RESAMPLE_RANGE,
+    MaskParams,
+    SBIParams,
+    face_swap,
+    self_blend,
+    transform_box,
+    transform_points,
+)
 from fmkit.data.layouts import carve_groups
 from fmkit.data.schema import LABEL_FAKE, LABEL_REAL
 from fmkit.data.video import write_video
@@ -307,14 +321,18 @@ def make_fake(
     # faceswap and selfblend draw their parameters once per video (a temporally consistent
     # blend); flicker passes None, so self_blend redraws them from rng for every frame
     params: MaskParams | SBIParams | None = None
+    factor = 1.0
     if method == "faceswap":
         params = MaskParams.sample(rng, deform=0.03, ratios=(1.0,))
+        factor = float(rng.uniform(*RESAMPLE_RANGE))
     elif method == "selfblend":
         params = SBIParams.sample(rng)
     out, masks = [], []
     for frame, lm, box in zip(clip.frames, clip.landmarks, clip.boxes):
         if method == "faceswap":
-            image, mask = face_swap(frame, lm, donor.image, donor.landmarks, box=box, params=params)
+            image, mask = face_swap(
+                frame, lm, donor.image, donor.landmarks, box=box, params=params, resample_factor=factor
+            )
         else:
             image, mask = self_blend(frame, lm, rng, box=box, params=params)
         out.append(image)
