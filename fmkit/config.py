@@ -18,7 +18,8 @@ Training keys (``TRAIN``):
   (e.g. ``concept_alignment: {every: 5}``; see :mod:`fmkit.engine.callbacks`).
 - ``data``: ``kind`` (``frame`` or ``clip``), ``size`` (crops resized to size × size px;
   null keeps the crop size), ``clip_len``, ``clip_stride``, ``batch_size``,
-  ``eval_batch_size`` (null: ``batch_size``), ``num_workers``, ``augment`` (training
+  ``eval_batch_size`` (null: ``batch_size``), ``num_workers``, ``balance`` (class-balanced
+  sampling: as many real as fake training items per epoch), ``augment`` (training
   augmentations of :func:`fmkit.data.transforms.build_transform`: ``hflip``,
   ``color_jitter`` strength, ``blur`` probability, ``jpeg`` [qmin, qmax] or null, ``rrc``
   minimum area scale or null).
@@ -252,6 +253,7 @@ TRAIN: Schema = {
         "batch_size": Option(32, integer(1)),
         "eval_batch_size": Option(None, integer(1, nullable=True)),
         "num_workers": Option(0, integer(0)),
+        "balance": Option(False, boolean),
         "augment": {
             "hflip": Option(True, boolean),
             "color_jitter": Option(0.0, number(0.0)),

@@ -549,3 +549,22 @@ def test_heldout_auc_tables_resample_identities(straight) -> None:
     each = heldout_auc_table({"cnn": run}, {v: v for v in pred["video_id"]}, resamples=200)
     assert (each["lo"] <= each["auc"]).all() and (each["auc"] <= each["hi"]).all()
     assert heldout_auc_difference(run, run, {v: v for v in pred["video_id"]}, resamples=50) == (0.0, 0.0, 0.0)
+
+
+def test_balanced_sampler_shows_as_many_reals_as_fakes_and_repeats_per_epoch() -> None:
+    from fmkit.engine.data import BalancedSampler
+
+    labels = torch.tensor([0] * 25 + [1] * 75)
+    sampler = BalancedSampler(labels, seed=3)
+    sampler.set_epoch(1)
+    drawn = list(sampler)
+    assert len(drawn) == 100 and 35 <= int((labels[drawn] == 0).sum()) <= 65
+    assert list(sampler) == drawn, "one draw per (seed, epoch)"
+    sampler.set_epoch(2)
+    assert list(sampler) != drawn
+    shards = [BalancedSampler(labels, seed=3, rank=r, world=2) for r in (0, 1)]
+    for s in shards:
+        s.set_epoch(1)
+    assert sorted(list(shards[0]) + list(shards[1])) == sorted(drawn) and len(shards[0]) == 50
+    with pytest.raises(FmkitError, match="both real and fake"):
+        BalancedSampler(torch.zeros(4), seed=0)

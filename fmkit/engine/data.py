@@ -9,11 +9,12 @@ aligned with the items.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from fmkit.data.datasets import ClipDataset, FrameDataset
 from fmkit.data.schema import SPLITS, faces_root, read_faces
@@ -55,11 +56,46 @@ def check_datasets(datasets: Mapping[str, Dataset], source: str) -> None:
             raise FmkitError(f"the {split} dataset needs a video_ids list with one id per item")
 
 
+class BalancedSampler(Sampler[int]):
+    """Class-balanced sampling: each epoch draws ``len(labels)`` items with replacement, each class
+    (real, fake) equally likely, and yields this rank's share (every ``world``-th draw).
+
+    The draw depends on (seed, epoch) only, so a resumed run repeats it. With 3 fakes per
+    real video (the synthetic data, FF++'s methods) a plain shuffle shows the model three
+    fakes for every real face; this shows it as many of each.
+    """
+
+    def __init__(self, labels: torch.Tensor, seed: int, rank: int = 0, world: int = 1) -> None:
+        labels = torch.as_tensor(labels).reshape(-1).long()
+        counts = torch.bincount(labels, minlength=2).double()
+        if (counts == 0).any():
+            raise FmkitError("data.balance needs both real and fake training items")
+        self.weights = (1.0 / counts)[labels]
+        self.seed, self.rank, self.world, self.epoch = seed, rank, world, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        drawn = torch.multinomial(self.weights, len(self.weights), replacement=True, generator=g)
+        return iter(drawn[self.rank :: self.world].tolist())
+
+    def __len__(self) -> int:
+        return len(range(self.rank, len(self.weights), self.world))
+
+
 def train_loader(
     ds: Dataset, cfg: Mapping[str, Any], seed: int, epoch: int, env: DistEnv, pin_memory: bool
 ) -> DataLoader:
-    """The shuffled loader of one training epoch (this rank's shard), reproducible from (seed, epoch)."""
-    sampler = DistributedSampler(ds, num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=seed)
+    """The shuffled (or class-balanced, ``data.balance``) loader of one training epoch, this rank's shard,
+    reproducible from (seed, epoch)."""
+    if cfg["balance"]:
+        if not isinstance(getattr(ds, "labels", None), torch.Tensor):
+            raise FmkitError("data.balance needs a training dataset with a labels tensor (FrameDataset, ClipDataset)")
+        sampler: Sampler[int] = BalancedSampler(ds.labels, seed, env.rank, env.world_size)
+    else:
+        sampler = DistributedSampler(ds, num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=seed)
     sampler.set_epoch(epoch)
     return DataLoader(
         ds,
