@@ -253,7 +253,7 @@ def align_face(
 
 
 #: Range of the resampling factor of a blended source (frequency jitter; see :func:`resample`).
-RESAMPLE_RANGE = (1.25, 2.0)
+RESAMPLE_RANGE = (3.0, 5.0)
 
 
 def resample(img: np.ndarray, factor: float) -> np.ndarray:
