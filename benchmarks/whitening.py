@@ -123,7 +123,7 @@ def parse_args() -> argparse.Namespace:
         default=10,
         help="alternating timing rounds (one step of each model per round; one more for warm-up)",
     )
-    t.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of the AUC difference")
+    t.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the AUC difference")
     t.add_argument("--out", type=Path, default=None, help="keep the two run folders here (a new folder)")
     args = ap.parse_args()
     if args.identities is None:

@@ -144,7 +144,7 @@ def bootstrap_interval(
     statistic: Callable[[np.ndarray], float],
     groups: Sequence[Hashable],
     *,
-    resamples: int = 2000,
+    resamples: int = 1000,
     level: float = 0.95,
     seed: int = 0,
 ) -> tuple[float, float]:

@@ -86,7 +86,7 @@ def _test_scores(run: str | os.PathLike, identities: Mapping[str, str], level: s
 
 
 def heldout_auc_table(
-    runs: Mapping[str, str | os.PathLike], identities: Mapping[str, str], resamples: int = 2000, seed: int = 0
+    runs: Mapping[str, str | os.PathLike], identities: Mapping[str, str], resamples: int = 1000, seed: int = 0
 ) -> pd.DataFrame:
     """Test AUC of each run's chosen checkpoint, frame and video level, with 95 % intervals.
 
@@ -118,7 +118,7 @@ def heldout_auc_difference(
     run_b: str | os.PathLike,
     identities: Mapping[str, str],
     level: str = "video",
-    resamples: int = 2000,
+    resamples: int = 1000,
     seed: int = 0,
 ) -> tuple[float, float, float]:
     """Test AUC of ``run_a`` minus ``run_b`` on the same items, with a paired 95 % interval by identity."""

@@ -40,7 +40,7 @@ TARGETS = {
 
 
 def whitening_claims(
-    runs: Mapping[str, str | os.PathLike], faces: str | os.PathLike, resamples: int = 2000, seed: int = 0
+    runs: Mapping[str, str | os.PathLike], faces: str | os.PathLike, resamples: int = 1000, seed: int = 0
 ) -> pd.DataFrame:
     """The claims of :data:`TARGETS` for two run folders (``runs["baseline2d"]``, ``runs["whitening"]``).
 

@@ -93,7 +93,7 @@ def concept_auc(
 
 
 def mean_concept_auc(
-    model: nn.Module, concept_sets: Mapping[str, Dataset], batch_size: int = 32, resamples: int = 2000, seed: int = 0
+    model: nn.Module, concept_sets: Mapping[str, Dataset], batch_size: int = 32, resamples: int = 1000, seed: int = 0
 ) -> tuple[float, float, float]:
     """The mean over axes of :func:`concept_auc`, with a 95 % interval resampling identities of all sets at once."""
     names = list(concept_sets)
