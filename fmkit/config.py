@@ -19,7 +19,9 @@ Training keys (``TRAIN``):
 - ``data``: ``kind`` (``frame`` or ``clip``), ``size`` (crops resized to size × size px;
   null keeps the crop size), ``clip_len``, ``clip_stride``, ``batch_size``,
   ``eval_batch_size`` (null: ``batch_size``), ``num_workers``, ``balance`` (class-balanced
-  sampling: as many real as fake training items per epoch), ``augment`` (training
+  sampling: as many real as fake training items per epoch), ``sbi`` (Self-Blended Images
+  training: each real training crop with a fresh self-blend of it, instead of the
+  dataset's own fakes; frame models), ``augment`` (training
   augmentations of :func:`fmkit.data.transforms.build_transform`: ``hflip``,
   ``color_jitter`` strength, ``blur`` probability, ``jpeg`` [qmin, qmax] or null, ``rrc``
   minimum area scale or null).
@@ -254,6 +256,7 @@ TRAIN: Schema = {
         "eval_batch_size": Option(None, integer(1, nullable=True)),
         "num_workers": Option(0, integer(0)),
         "balance": Option(False, boolean),
+        "sbi": Option(False, boolean),
         "augment": {
             "hflip": Option(True, boolean),
             "color_jitter": Option(0.0, number(0.0)),

@@ -267,7 +267,7 @@ def resample(img: np.ndarray, factor: float) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def _about_face(landmarks: np.ndarray, scale: float, shift: np.ndarray) -> np.ndarray:
+def about_face(landmarks: np.ndarray, scale: float, shift: np.ndarray) -> np.ndarray:
     """(2, 3) matrix scaling about the landmarks' centre and shifting by ``shift`` face units."""
     lm = np.asarray(landmarks, np.float32)
     centre = lm.mean(0)
@@ -347,7 +347,7 @@ def self_blend(
             raise ValueError("self_blend needs either rng or params")
         params = SBIParams.sample(rng)
     source = jitter_colour(img, params.hue, params.saturation, params.brightness, params.contrast)
-    source = resample(warp(source, _about_face(landmarks, params.scale, params.shift), img.shape), params.resample)
+    source = resample(warp(source, about_face(landmarks, params.scale, params.shift), img.shape), params.resample)
     mask = blend_mask(img.shape, landmarks, params.mask, box)
     return alpha_blend(img, source, mask), mask
 

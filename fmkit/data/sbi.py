@@ -49,11 +49,10 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from fmkit.data.blend import MaskParams, alpha_blend, blend_mask, face_unit, jitter_colour, resample, warp
+from fmkit.data.blend import MaskParams, about_face, alpha_blend, blend_mask, face_unit, jitter_colour, resample, warp
+from fmkit.data.schema import BOX_COLUMNS, landmarks_in_crop, row_to_crop
 
 __all__ = ["SBI_TRAIN", "SBIRanges", "SelfBlendPairs", "collate_pairs", "crop_landmarks", "self_blend_crop"]
-
-LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 
 
 @dataclass(frozen=True)
@@ -87,23 +86,10 @@ SBI_TRAIN = SBIRanges()
 
 
 def crop_landmarks(row: pd.Series | dict) -> tuple[np.ndarray, np.ndarray]:
-    """A manifest row's five landmarks (5, 2) and face box (4,) in the pixels of its stored crop.
-
-    The manifest holds them in video-frame pixels; the crop is the square
-    ``(crop_x0, crop_y0, crop_side)`` of the frame resized to ``crop_size``.
-    """
-    scale = float(row["crop_size"]) / float(row["crop_side"])
-    origin = np.array([row["crop_x0"], row["crop_y0"]], np.float32)
-    lm = np.array([[row[f"{n}_x"], row[f"{n}_y"]] for n in LANDMARK_NAMES], np.float32)
-    box = np.array([row["x1"], row["y1"], row["x2"], row["y2"]], np.float32).reshape(2, 2)
-    return (lm - origin) * scale, ((box - origin) * scale).reshape(4)
-
-
-def _about_face(landmarks: np.ndarray, scale: float, shift: np.ndarray) -> np.ndarray:
-    """(2, 3) matrix scaling about the landmarks' centre and shifting by ``shift`` face units."""
-    centre = landmarks.mean(0)
-    offset = centre * (1.0 - scale) + shift * face_unit(landmarks)
-    return np.array([[scale, 0.0, offset[0]], [0.0, scale, offset[1]]], np.float32)
+    """A manifest row's five landmarks (5, 2) and face box (4,) in the pixels of its stored crop."""
+    row = pd.Series(row)
+    box = row_to_crop(row, row[BOX_COLUMNS].to_numpy(float).reshape(2, 2))
+    return landmarks_in_crop(row), box.reshape(4)
 
 
 def self_blend_crop(
@@ -127,7 +113,7 @@ def self_blend_crop(
         brightness=float(rng.uniform(-r.brightness, r.brightness)),
         contrast=float(rng.uniform(*r.contrast)),
     )
-    matrix = _about_face(landmarks, float(rng.uniform(*r.scale)), rng.uniform(-r.shift, r.shift, 2).astype(np.float32))
+    matrix = about_face(landmarks, float(rng.uniform(*r.scale)), rng.uniform(-r.shift, r.shift, 2).astype(np.float32))
     source = warp(source, matrix, img.shape)
     if rng.random() < r.blur:
         source = cv2.GaussianBlur(source, (0, 0), max(float(rng.uniform(*r.blur_sigma)) * unit, 0.3))

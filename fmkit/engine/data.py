@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from fmkit.data.datasets import ClipDataset, FrameDataset
+from fmkit.data.sbi import SelfBlendPairs, collate_pairs
 from fmkit.data.schema import SPLITS, faces_root, read_faces
 from fmkit.data.transforms import build_transform
 from fmkit.engine.distributed import DistEnv
@@ -24,14 +25,25 @@ from fmkit.engine.rng import loader_generator, worker_init
 from fmkit.errors import FmkitError
 
 
-def build_datasets(data: str | os.PathLike, cfg: Mapping[str, Any]) -> dict[str, Dataset]:
-    """The split datasets of a faces folder (or its ``faces.csv``) for the ``data`` config."""
+def build_datasets(data: str | os.PathLike, cfg: Mapping[str, Any], seed: int = 0) -> dict[str, Dataset]:
+    """The split datasets of a faces folder (or its ``faces.csv``) for the ``data`` config.
+
+    With ``data.sbi`` the training split is :class:`fmkit.data.sbi.SelfBlendPairs` over its
+    real crops (each real crop and a fresh self-blend of it, drawn by (``seed``, epoch,
+    index)); validation and test keep the dataset's own fakes.
+    """
     path = Path(data)
     frame = read_faces(path)
     root = faces_root(path)
     out: dict[str, Dataset] = {}
     for split in SPLITS:
-        transform = build_transform(cfg["size"], split == "train", **cfg["augment"])
+        train = split == "train"
+        if cfg["kind"] == "frame" and train and cfg["sbi"]:  # the pair flips itself, masks included
+            augment = {**cfg["augment"], "hflip": False}
+            crops = FrameDataset(frame, split=split, transform=build_transform(cfg["size"], True, **augment), root=root)
+            out[split] = SelfBlendPairs(crops, seed=seed, hflip=cfg["augment"]["hflip"])
+            continue
+        transform = build_transform(cfg["size"], train, **cfg["augment"])
         if cfg["kind"] == "frame":
             out[split] = FrameDataset(frame, split=split, transform=transform, root=root)
         else:
@@ -90,19 +102,24 @@ def train_loader(
 ) -> DataLoader:
     """The shuffled (or class-balanced, ``data.balance``) loader of one training epoch, this rank's shard,
     reproducible from (seed, epoch)."""
-    if cfg["balance"]:
+    pairs = isinstance(ds, SelfBlendPairs)  # (real, fake) per item: balanced already, half as many items a batch
+    if pairs:
+        ds.set_epoch(epoch)
+    if cfg["balance"] and not pairs:
         if not isinstance(getattr(ds, "labels", None), torch.Tensor):
             raise FmkitError("data.balance needs a training dataset with a labels tensor (FrameDataset, ClipDataset)")
         sampler: Sampler[int] = BalancedSampler(ds.labels, seed, env.rank, env.world_size)
     else:
         sampler = DistributedSampler(ds, num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=seed)
     sampler.set_epoch(epoch)
+    batch_size = max(1, cfg["batch_size"] // 2) if pairs else cfg["batch_size"]
     return DataLoader(
         ds,
-        batch_size=cfg["batch_size"],
+        batch_size=batch_size,
         sampler=sampler,
+        collate_fn=collate_pairs if pairs else None,
         num_workers=cfg["num_workers"],
-        drop_last=len(sampler) > cfg["batch_size"],
+        drop_last=len(sampler) > batch_size,
         pin_memory=pin_memory,
         generator=loader_generator(seed, epoch),
         worker_init_fn=worker_init,

@@ -364,7 +364,7 @@ def train(
         datasets, folder, source = dict(data), None, "the given datasets"
     else:
         folder = Path(data)
-        datasets, source = build_datasets(folder, cfg["data"]), str(folder)
+        datasets, source = build_datasets(folder, cfg["data"], cfg["seed"]), str(folder)
     check_datasets(datasets, source)
     device = resolve_device(cfg["device"])
     env = distributed.init_distributed(device.type == "cuda")

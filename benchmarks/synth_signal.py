@@ -10,6 +10,10 @@ three RGB channels) in three regions of the ground-truth blend mask m of that fr
 * ``outside``: m = 0 (the pixel is untouched before encoding, so what is left is the
   difference between two H.264 encodings of the same content: the compression floor).
 
+and, inside the mask, how much fine detail the fake keeps: ``detail`` is the mean |Laplacian|
+(4-neighbour, of the grey image) of the fake over that of the real in the same pixels
+(1: all detail kept; a resampled, lower-resolution source gives less).
+
 The reference noise levels of the real videos are measured on the same decoded frames:
 
 * ``compression``: |decoded − decoded after one more encode/decode| with synth's own
@@ -21,10 +25,11 @@ Rows are given for all identities and separately for the grey LFW faces and the 
 photos (astronaut, hopper), since a colour jitter does nothing to a grey face. The
 ``signal / floor`` column is the inside difference over the outside one.
 
-    python benchmarks/signal.py [--videos 24 --size 128 --frames 8 --seed 0]
+    python benchmarks/synth_signal.py [--videos 24 --size 128 --frames 8 --seed 0]
 
 Only imports fmkit, numpy and pandas (and the standard library).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +49,9 @@ REGIONS = ("inside", "seam", "outside")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     ap.add_argument("--videos", type=int, default=24, help="real videos (one identity each, up to 96)")
     ap.add_argument("--size", type=int, default=128, help="frame size (px)")
     ap.add_argument("--frames", type=int, default=8, help="frames per video")
@@ -59,6 +65,12 @@ def _abs_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.abs(a.astype(np.float32) - b.astype(np.float32)).mean(axis=-1)
 
 
+def _laplacian(frames: np.ndarray) -> np.ndarray:
+    """|4-neighbour Laplacian| (T, H, W) of the grey frames (edges replicated)."""
+    g = np.pad(frames.astype(np.float32).mean(axis=-1), ((0, 0), (1, 1), (1, 1)), mode="edge")
+    return np.abs(4 * g[:, 1:-1, 1:-1] - g[:, :-2, 1:-1] - g[:, 2:, 1:-1] - g[:, 1:-1, :-2] - g[:, 1:-1, 2:])
+
+
 def measure(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per fake video: mean |fake − real| per mask region; per real video: its noise levels."""
     meta = pd.read_csv(root / "metadata.csv", keep_default_na=False)
@@ -68,12 +80,18 @@ def measure(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     for source_id, real in reals.iterrows():
         real_frames = np.stack(read_frames(root / real["path"]))
         colour = "grey (LFW)" if str(real["identity"]).startswith("lfw") else "colour"
-        write_video(tmp, list(real_frames), 25)   # synth's encoder settings: libx264, crf 18
+        write_video(tmp, list(real_frames), 25)  # synth's encoder settings: libx264, crf 18
         again = np.stack(read_frames(tmp))
-        real_rows.append({"source_id": source_id, "group": colour,
-                          "compression": float(_abs_diff(real_frames, again).mean()),
-                          "temporal": float(_abs_diff(real_frames[1:], real_frames[:-1]).mean())
-                          if len(real_frames) > 1 else np.nan})
+        real_rows.append(
+            {
+                "source_id": source_id,
+                "group": colour,
+                "compression": float(_abs_diff(real_frames, again).mean()),
+                "temporal": float(_abs_diff(real_frames[1:], real_frames[:-1]).mean())
+                if len(real_frames) > 1
+                else np.nan,
+            }
+        )
         for _, fake in meta[(meta["source_id"] == source_id) & (meta["label"] == 1)].iterrows():
             fake_frames = np.stack(read_frames(root / fake["path"]))
             with np.load((root / "masks" / fake["path"]).with_suffix(".npz")) as f:
@@ -82,10 +100,17 @@ def measure(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             diff = _abs_diff(fake_frames[:n], real_frames[:n])
             m = masks[:n]
             regions = {"inside": m >= 0.5, "seam": (m > 0) & (m < 0.5), "outside": m == 0}
-            row = {"method": fake["method"], "source_id": source_id, "group": colour,
-                   "mask_area": float((m >= 0.5).mean())}
+            row = {
+                "method": fake["method"],
+                "source_id": source_id,
+                "group": colour,
+                "mask_area": float((m >= 0.5).mean()),
+            }
             for name, sel in regions.items():
                 row[name] = float(diff[sel].mean()) if sel.any() else np.nan
+            inside = regions["inside"]
+            lap_real = _laplacian(real_frames[:n])[inside].mean() if inside.any() else np.nan
+            row["detail"] = float(_laplacian(fake_frames[:n])[inside].mean() / lap_real) if inside.any() else np.nan
             fake_rows.append(row)
     tmp.unlink(missing_ok=True)
     return pd.DataFrame(fake_rows), pd.DataFrame(real_rows)
@@ -93,13 +118,16 @@ def measure(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def table(fakes: pd.DataFrame, reals: pd.DataFrame) -> str:
     """The markdown table: one row per method × identity group, then the real videos' noise."""
-    lines = ["| fakes | videos | inside (m ≥ 0.5) | seam (0 < m < 0.5) | outside (m = 0) | signal / floor | "
-             "mask area (m ≥ 0.5) |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| fakes | videos | inside (m ≥ 0.5) | seam (0 < m < 0.5) | outside (m = 0) | signal / floor | "
+        "detail kept inside | mask area (m ≥ 0.5) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
 
-    def spread(values: pd.Series) -> str:
+    def spread(values: pd.Series, digits: int = 1) -> str:
         values = values.dropna()
-        return f"{values.mean():.1f} ({values.quantile(0.1):.1f}–{values.quantile(0.9):.1f})"
+        lo, hi = values.quantile(0.1), values.quantile(0.9)
+        return f"{values.mean():.{digits}f} ({lo:.{digits}f}–{hi:.{digits}f})"
 
     for method in [m for m in METHODS if m in set(fakes["method"])]:
         for group in ("all", "colour", "grey (LFW)"):
@@ -107,10 +135,16 @@ def table(fakes: pd.DataFrame, reals: pd.DataFrame) -> str:
             if not len(sel):
                 continue
             ratio = sel["inside"].mean() / sel["outside"].mean()
-            lines.append(f"| {method}, {group} | {len(sel)} | {spread(sel['inside'])} | {spread(sel['seam'])} | "
-                         f"{spread(sel['outside'])} | {ratio:.0f}× | {sel['mask_area'].mean():.0%} |")
-    lines += ["", "| real videos | videos | compression: \\|decoded − re-encoded\\| | temporal: \\|frame t − frame t+1\\| |",
-              "| --- | --- | --- | --- |"]
+            lines.append(
+                f"| {method}, {group} | {len(sel)} | {spread(sel['inside'])} | {spread(sel['seam'])} | "
+                f"{spread(sel['outside'])} | {ratio:.0f}× | {spread(sel['detail'], 2)} | "
+                f"{sel['mask_area'].mean():.0%} |"
+            )
+    lines += [
+        "",
+        "| real videos | videos | compression: \\|decoded − re-encoded\\| | temporal: \\|frame t − frame t+1\\| |",
+        "| --- | --- | --- | --- |",
+    ]
     for group in ("all", "colour", "grey (LFW)"):
         sel = reals[(reals["group"] == group) | (group == "all")]
         if len(sel):
@@ -123,16 +157,27 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp) / "data"
-        synthesize(root, videos=args.videos, identities=min(args.videos, 96), frames=args.frames,
-                   size=args.size, seed=args.seed, progress=False)
+        synthesize(
+            root,
+            videos=args.videos,
+            identities=min(args.videos, 96),
+            frames=args.frames,
+            size=args.size,
+            seed=args.seed,
+            progress=False,
+        )
         fakes, reals = measure(root)
         config = json.loads((root / "synth.json").read_text())["config"]
-    command = "python benchmarks/signal.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    print(f"`{command.strip()}` — arguments: videos={args.videos}, size={args.size}, frames={args.frames}, "
-          f"seed={args.seed}; synth config {json.dumps(config)}")
+    command = "python benchmarks/synth_signal.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    print(
+        f"`{command.strip()}` — arguments: videos={args.videos}, size={args.size}, frames={args.frames}, "
+        f"seed={args.seed}; synth config {json.dumps(config)}"
+    )
     print()
-    print("Mean |fake − real| in grey levels (0..255, mean over RGB) per fake video, then averaged over videos "
-          "(10th–90th percentile over videos in brackets); m is the ground-truth blend mask.")
+    print(
+        "Mean |fake − real| in grey levels (0..255, mean over RGB) per fake video, then averaged over videos "
+        "(10th–90th percentile over videos in brackets); m is the ground-truth blend mask."
+    )
     print()
     print(table(fakes, reals))
     print()
