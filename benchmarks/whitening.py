@@ -12,29 +12,20 @@ models alternating step by step on the same batch (so machine noise hits both al
 alignment step is amortised over ``every`` steps), with an interval over timing rounds,
 and per axis the concept AUC and the pointing score.
 
-    python benchmarks/whitening.py [--videos 98 --epochs E --crop 64 --layer ... --cache DIR]
+    python benchmarks/whitening.py [--videos 99 --epochs E --crop 64 --layer ... --cache DIR]
 
-The defaults take about 5 minutes on 2 idle CPU cores. Choices behind them:
+The defaults are the data of ``make demo`` (configs/demo.yaml): 99 real videos of 99
+identities (the most the shipped photos give), 3 fakes each, 8 frames of 128 px, 64 px face
+crops; splits by identity leave 20 people in the test split. With the same recipes and seed
+the benchmark's claims table is the demo's. Choices behind the defaults:
 
-* The test features come from identities never seen in training, and eval mode whitens
-  them with statistics gathered on the training batches. How well those transfer bounds
-  the test decorrelation, so the defaults favour identities over frames: 96 real
-  videos of 96 identities (synth's default of 8 leaves two in the test split), 3 frames
-  each. Even the exact population whitening of the training features (layer3.1.bn2 of
-  a resnet18 trained 2 epochs) left a test |r| of 0.15 / 0.12 / 0.11 with 8 / 32 / 48
-  identities (0.39 unwhitened).
-* A whitened layer needs more feature columns per batch (m = batch x h x w) than
-  channels, else the batch covariance is singular and its running whitening matrix
-  does not whiten new images. The model's default layer is used when m >= 2 C; else,
-  for resnet18, layer2.1.bn2. On 64 px crops resnet18's default layer4.1.bn2 has
-  m = 32 x 2 x 2 = 128 < 512 channels, layer2.1.bn2 has 128 channels and
-  m = 32 x 8 x 8 = 2048. ``--layer`` picks any BatchNorm (the baseline is then
-  analysed at the same module).
-* ``--mode exact`` whitens each training batch to rounding error at the cost of one
-  C x C eigendecomposition. The iterative mode (IterNorm, ``--T`` Newton steps) left a
-  whitening error of 0.07-0.14 (T = 10) and a slightly higher test |r| at
-  layer2.1.bn2, and at 512 channels (layer4.1.bn2) its steps were markedly slower on
-  CPU than the exact mode's.
+* The whitened layer needs more feature columns per batch (m = batch x h x w) than
+  channels, else the batch covariance is singular. On 64 px crops resnet18's last block
+  has m = 32 x 2 x 2 = 128 for 512 channels, so the recipes whiten ``layer2.1.bn2``
+  (128 channels, m = 32 x 8 x 8 = 2048); ``--layer`` picks another BatchNorm.
+* Eval whitens test faces with the inverse square root of the running covariance
+  (``statistics: covariance``), which whitens held-out features better than IterNorm's
+  running average of batch matrices (tested in tests/test_whitening.py).
 """
 
 from __future__ import annotations
@@ -77,16 +68,16 @@ def parse_args() -> argparse.Namespace:
         description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     d = ap.add_argument_group("data")
-    d.add_argument("--videos", type=int, default=96, help=f"real videos to synthesize (+{len(METHODS)} fakes each)")
+    d.add_argument("--videos", type=int, default=99, help=f"real videos to synthesize (+{len(METHODS)} fakes each)")
     d.add_argument(
         "--identities",
         type=int,
         default=None,
         help="face photos the real videos cycle through (default: one per video, at most 96)",
     )
-    d.add_argument("--frames", type=int, default=3, help="frames per synthetic video")
+    d.add_argument("--frames", type=int, default=8, help="frames per synthetic video")
     d.add_argument("--size", type=int, default=128, help="synthetic frame size (px)")
-    d.add_argument("--sample", type=int, default=3, help="frames sampled per video by preprocess")
+    d.add_argument("--sample", type=int, default=8, help="frames sampled per video by preprocess")
     d.add_argument("--crop", type=int, default=64, help="face crop size (px), also the training size")
     d.add_argument("--workers", type=int, default=2, help="preprocess worker processes")
     d.add_argument(
@@ -127,7 +118,7 @@ def parse_args() -> argparse.Namespace:
     t.add_argument("--out", type=Path, default=None, help="keep the two run folders here (a new folder)")
     args = ap.parse_args()
     if args.identities is None:
-        args.identities = min(args.videos, 96)
+        args.identities = min(args.videos, 99)
     return args
 
 

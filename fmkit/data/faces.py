@@ -41,8 +41,8 @@ class FaceDetector:
     ``max_side`` (px) downsizes large frames for detection only; boxes and landmarks
     come back in the original frame's pixels. ``cpu_threads`` torch threads run MTCNN on
     the CPU (default 1): its many small convolutions gain little from more threads and
-    lose up to 10× when the cores are shared (measured here: 14.6 vs 1.3 frames/s at
-    256 px with one other busy process on 2 cores); scale out with processes instead.
+    lose much when the cores are shared (figures in docs/measurements.md); scale out
+    with processes instead.
     """
 
     def __init__(
