@@ -28,5 +28,5 @@ def test_a_detector_trained_briefly_detects_fakes_of_unseen_identities(learnable
     cfg = train_config("baseline2d", settings=["epochs=12", "device=cpu"])
     run = train(cfg, learnable_faces, tmp_path / "run")
     test = json.loads((run / "metrics.json").read_text())["test"]
-    assert test["n_videos"] == 24
+    assert test["n_videos"] >= 18, test  # 6 people x 4 videos, less any video MTCNN found no face in
     assert test["video_auc"] >= 0.8, test
