@@ -124,12 +124,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _whitening_metrics(model, dataset, args: argparse.Namespace) -> dict:
-    """Decorrelation of the whitened layer (its input vs its output) and the concept AUC of its axes."""
+    """Decorrelation of the whitened layer (its input vs its output), its whitening error on these
+    held-out faces (eval statistics) and the concept AUC of its axes."""
     from fmkit.data.concepts import concept_datasets
     from fmkit.interpret.concepts import concept_auc, decorrelation
 
     size = dataset[0][0].shape[-1]
-    out = {"decorrelation": decorrelation(model, dataset)}
+    whitening = decorrelation(model, dataset)
+    out = {"whitening_error": whitening.pop("whitening_error"), "decorrelation": whitening}
     if model.concepts:
         sets = concept_datasets(args.data, list(model.concepts), split=args.split, size=size)
         table = concept_auc(model, sets)

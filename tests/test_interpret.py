@@ -236,3 +236,14 @@ def test_mean_concept_auc_is_the_mean_of_the_axes_with_an_interval(synth_faces):
     table = cw.concept_auc(model, sets)
     mean, lo, hi = cw.mean_concept_auc(model, sets, resamples=200)
     assert mean == pytest.approx(table["auc"].mean()) and lo <= mean <= hi
+
+
+def test_heldout_whitening_error_is_zero_on_the_data_the_statistics_came_from_and_not_on_other_faces(synth_faces):
+    model = create_model("whitening", group_size=64, concepts=(), mode="exact")
+    data = FrameDataset(synth_faces, split=None, transform=build_transform(64, train=False))
+    images = torch.stack([data[i][0] for i in range(len(data))])
+    warm_up(model, images)  # running statistics = those of exactly these images
+    same = cw.decorrelation(model, [images])
+    assert same["whitening_error"] < 0.05 and same["whitened"] < same["unwhitened"] / 2
+    other = cw.decorrelation(model, [images.flip(-1) * 0.5 + 0.25])  # other statistics
+    assert other["whitening_error"] > 0.1

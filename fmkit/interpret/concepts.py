@@ -206,9 +206,26 @@ def whitening_inputs(model: nn.Module, data: Dataset | Iterable[Tensor], batch_s
 
 def decorrelation(model: nn.Module, data: Dataset, batch_size: int = 32, max_samples: int = 20000) -> dict[str, float]:
     """Mean |off-diagonal correlation| of a whitening model's layer input (``unwhitened``) and output
-    (``whitened``, with the eval statistics) over ``data``."""
-    feats = whitening_inputs(model, data, batch_size)
-    if feats.shape[1] > max_samples:
-        feats = feats[:, torch.linspace(0, feats.shape[1] - 1, max_samples).long()]
-    before = mean_abs_offdiag(np.nan_to_num(np.corrcoef(feats.numpy())))
-    return {"unwhitened": before, "whitened": mean_abs_offdiag(feature_correlation(model, data, batch_size))}
+    (``whitened``, with the eval statistics) over ``data``, and the layer's whitening error on these
+    held-out features, ``whitening_error`` = ‖Cov(z) − I‖_F / √C within its groups (0: perfectly whitened)."""
+
+    def sample(feats: Tensor) -> Tensor:
+        if feats.shape[1] > max_samples:
+            feats = feats[:, torch.linspace(0, feats.shape[1] - 1, max_samples).long()]
+        return feats
+
+    before = mean_abs_offdiag(np.nan_to_num(np.corrcoef(sample(whitening_inputs(model, data, batch_size)).numpy())))
+    z = sample(
+        torch.cat(
+            [layer_activations(model, x).transpose(0, 1).flatten(1) for x in _batches(data, batch_size)], dim=1
+        ).double()
+    )
+    z = z - z.mean(1, keepdim=True)
+    g = model.whitening.group_size
+    blocks = z.reshape(z.shape[0] // g, g, -1)
+    cov = blocks @ blocks.transpose(1, 2) / z.shape[1]
+    error = float(
+        torch.linalg.matrix_norm(cov - torch.eye(g, dtype=cov.dtype)).square().sum().sqrt() / z.shape[0] ** 0.5
+    )
+    after = mean_abs_offdiag(np.nan_to_num(np.corrcoef(z.numpy())))
+    return {"unwhitened": before, "whitened": after, "whitening_error": error}

@@ -18,8 +18,8 @@ X_c = X − μ. Per group of ``group_size`` channels (one group of C channels by
 ``mode="exact"`` replaces the Newton iterations by the exact ZCA matrix
 W = U Λ^{-1/2} Uᵀ from the eigendecomposition Σ = U Λ Uᵀ, back-propagated with the
 Daleckii-Krein formula (stable even for repeated eigenvalues). In training, running
-estimates μ̄ ← (1−α)μ̄ + αμ, Σ̄ ← (1−α)Σ̄ + α(Σ + (μ − μ̄)(μ − μ̄)ᵀ) and W̄ ← (1−α)W̄ + αW
-(α = ``momentum``) are kept. Eval uses x̂ = W_eval (X − μ̄) with, by ``statistics``,
+estimates μ̄ ← (1−α)μ̄ + αμ, Σ̄ ← the covariance of the mixture (1−α)·(old μ̄, Σ̄) + α·(μ, Σ)
+and W̄ ← (1−α)W̄ + αW (α = ``momentum``) are kept. Eval uses x̂ = W_eval (X − μ̄) with, by ``statistics``,
 W_eval = Σ̄^{-1/2} (``"covariance"``, the default: the inverse square root of the running
 population covariance, exact, float64) or W_eval = W̄ (``"matrix"``: IterNorm's running
 average of the batch whitening matrices, which whitens held-out features less well, see
@@ -242,12 +242,17 @@ class FeatureWhitening(nn.Module):
 
     @torch.no_grad()
     def _update_running(self, mean: Tensor, wm: Tensor, sigma: Tensor) -> None:
-        shift = mean.detach().reshape(self.num_groups, self.group_size, 1) - self.running_mean.reshape(
-            self.num_groups, self.group_size, 1
-        ).to(mean.dtype)
-        population = sigma.detach() + shift @ shift.transpose(-1, -2)
-        self.running_cov.lerp_(population.to(self.running_cov.dtype), self.momentum)
-        self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), self.momentum)
+        # Σ̄, μ̄ ← the covariance and mean of the mixture (1 − α)·old + α·batch (exact, any α)
+        shape = (self.num_groups, self.group_size, 1)
+        old_mean = self.running_mean.reshape(shape).to(sigma.dtype)
+        batch_mean = mean.detach().reshape(shape)
+        new_mean = old_mean + self.momentum * (batch_mean - old_mean)
+        d_old, d_batch = old_mean - new_mean, batch_mean - new_mean
+        self.running_cov.copy_(
+            (1 - self.momentum) * (self.running_cov.to(sigma.dtype) + d_old @ d_old.transpose(-1, -2))
+            + self.momentum * (sigma.detach() + d_batch @ d_batch.transpose(-1, -2))
+        )
+        self.running_mean.copy_(new_mean.reshape(-1))
         self.running_wm.lerp_(wm.detach().to(self.running_wm.dtype), self.momentum)
         eye = torch.eye(self.group_size, dtype=sigma.dtype, device=sigma.device)
         err = wm @ sigma @ wm.transpose(-1, -2) - eye
