@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +77,46 @@ def synth_faces(tiny_synth: Path, tmp_path_factory: pytest.TempPathFactory) -> P
         build_index(tiny_synth, "folder").df, out, root=tiny_synth, cfg={"frames": 4, "size": 64}, progress=False
     )
     return out
+
+
+def run_ranks(fn: Callable[[], object], out: Path, world: int = 2, timeout: float = 180) -> None:
+    """Run ``fn`` in ``world`` forked processes with the environment torchrun gives its ranks (gloo on CPU).
+
+    A rank that raises writes its traceback to ``out/rank<r>.err``; every rank must exit 0.
+    """
+    import socket
+    import traceback
+
+    import torch
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def rank_main(rank: int) -> None:
+        os.environ.update(
+            {
+                "RANK": str(rank),
+                "LOCAL_RANK": str(rank),
+                "WORLD_SIZE": str(world),
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": str(port),
+            }
+        )
+        torch.set_num_threads(1)  # as DataLoader workers do after a fork
+        try:
+            fn()
+        except BaseException:
+            (out / f"rank{rank}.err").write_text(traceback.format_exc())
+            raise
+
+    fork = torch.multiprocessing.get_context("fork")
+    procs = [fork.Process(target=rank_main, args=(r,)) for r in range(world)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=timeout)
+        if p.is_alive():
+            p.kill()
+    errors = "".join(f.read_text() for f in out.glob("rank*.err"))
+    assert [p.exitcode for p in procs] == [0] * world, errors[-3000:]

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
-import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import run_ranks
 from PIL import Image
 from torch import nn
 from torch.utils.data import Dataset
@@ -464,12 +462,6 @@ def test_training_from_a_faces_folder_with_frames_and_clips(tmp_path) -> None:
     assert summary["test"]["n"] == 4 and summary["test"]["n_videos"] == 2  # 2 clips of 2 frames per video
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class ParamSums:
     """Writes each rank's parameter sums and step count after every epoch."""
 
@@ -482,37 +474,11 @@ class ParamSums:
         path.write_text(json.dumps({"params": sums, "global_step": ctx.global_step, "world": ctx.env.world_size}))
 
 
-def ddp_rank(rank: int, port: int, out: Path) -> None:
-    """One rank, with the environment torchrun would give it (runs in a forked process)."""
-    os.environ.update(
-        {
-            "RANK": str(rank),
-            "LOCAL_RANK": str(rank),
-            "WORLD_SIZE": "2",
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(port),
-        }
-    )
-    torch.set_num_threads(1)  # as DataLoader workers do after a fork
-    try:
-        train({**CNN, "device": "cpu"}, splits(), out / "run", callbacks=[ParamSums(out)])
-    except BaseException:
-        (out / f"rank{rank}.err").write_text(traceback.format_exc())
-        raise
-
-
 def test_ddp_two_cpu_processes_with_gloo(tmp_path) -> None:
     """Two ranks train together: same weights on both, sharded steps, gathered evaluation."""
-    port, fork = free_port(), torch.multiprocessing.get_context("fork")
-    procs = [fork.Process(target=ddp_rank, args=(r, port, tmp_path)) for r in (0, 1)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=120)
-        if p.is_alive():
-            p.kill()
-    errors = "".join(f.read_text() for f in tmp_path.glob("rank*.err"))
-    assert [p.exitcode for p in procs] == [0, 0], errors[-3000:]
+    run_ranks(
+        lambda: train({**CNN, "device": "cpu"}, splits(), tmp_path / "run", callbacks=[ParamSums(tmp_path)]), tmp_path
+    )
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["world"] == 2 and ranks[0]["params"] == ranks[1]["params"]  # gradients were averaged
     assert ranks[0]["global_step"] == 2 * 2  # 12 items per rank / batch 5 → 2 steps per epoch

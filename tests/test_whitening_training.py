@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import socket
-import traceback
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import run_ranks
 
 import fmkit.engine.callbacks as callbacks_module
 from fmkit.cli import main
@@ -234,41 +232,14 @@ class SaveWhitening:
         )
 
 
-def _whitening_rank(rank: int, port: int, faces: Path, out: Path) -> None:
-    os.environ.update(
-        {
-            "RANK": str(rank),
-            "LOCAL_RANK": str(rank),
-            "WORLD_SIZE": "2",
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(port),
-        }
-    )
-    torch.set_num_threads(1)
-    try:
-        train({**CFG, "epochs": 1}, faces, out / "run", callbacks=[SaveWhitening(out)])
-    except BaseException:
-        (out / f"rank{rank}.err").write_text(traceback.format_exc())
-        raise
-
-
 def test_ddp_ranks_end_with_the_same_rotation_and_statistics(synth_faces, tmp_path):
     """Under DistributedDataParallel each rank whitens its own batch (the batch covariance is not
     all-reduced, like BatchNorm without SyncBatchNorm); the concept batches are drawn by (seed, axis,
     step) on every rank and DDP broadcasts rank 0's buffers, so all ranks hold one rotation."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    fork = torch.multiprocessing.get_context("fork")
-    procs = [fork.Process(target=_whitening_rank, args=(r, port, synth_faces, tmp_path)) for r in (0, 1)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=180)
-        if p.is_alive():
-            p.kill()
-    errors = "".join(f.read_text() for f in tmp_path.glob("rank*.err"))
-    assert [p.exitcode for p in procs] == [0, 0], errors[-3000:]
+    run_ranks(
+        lambda: train({**CFG, "epochs": 1}, synth_faces, tmp_path / "run", callbacks=[SaveWhitening(tmp_path)]),
+        tmp_path,
+    )
     a, b = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     assert torch.equal(a["rotation"], b["rotation"]), "one rotation on every rank"
     assert float((a["rotation"][0] - torch.eye(GROUP)).abs().max()) > 1e-4, "an alignment step was taken"
