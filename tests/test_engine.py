@@ -249,7 +249,7 @@ def test_training_is_deterministic_for_a_seed(straight, tmp_path) -> None:
 
 def test_data_order_depends_on_seed_and_epoch_only() -> None:
     ds = TensorFaces(torch.arange(20.0)[:, None], torch.zeros(20), [str(i) for i in range(20)])
-    cfg = {"batch_size": 20, "num_workers": 0}
+    cfg = {"batch_size": 20, "num_workers": 0, "balance": False}
 
     def order(epoch: int, seed: int = 0, rank: int = 0, world: int = 1) -> list[int]:
         loader = train_loader(ds, cfg, seed, epoch, DistEnv(rank=rank, world_size=world), pin_memory=False)
