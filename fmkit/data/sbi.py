@@ -50,7 +50,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from fmkit.data.blend import MaskParams, about_face, alpha_blend, blend_mask, face_unit, jitter_colour, resample, warp
-from fmkit.data.schema import BOX_COLUMNS, landmarks_in_crop, row_to_crop
+from fmkit.data.schema import BOX_COLUMNS, LABEL_REAL, landmarks_in_crop, row_to_crop
+from fmkit.errors import FmkitError
 
 __all__ = ["SBI_TRAIN", "SBIRanges", "SelfBlendPairs", "collate_pairs", "crop_landmarks", "self_blend_crop"]
 
@@ -154,9 +155,9 @@ class SelfBlendPairs(Dataset):
         hflip: bool = True,
     ) -> None:
         rows = frames.frame
-        self.rows = rows[rows["label"] == 0].reset_index(drop=True)
+        self.rows = rows[rows["label"] == LABEL_REAL].reset_index(drop=True)
         if not len(self.rows):
-            raise ValueError("SelfBlendPairs needs real crops (label 0); the dataset has none")
+            raise FmkitError("Self-Blended Images training needs real training crops; the dataset has none")
         self.root, self.transform = frames.root, getattr(frames, "transform", None)
         self.seed, self.ranges, self.with_masks, self.hflip = seed, ranges, with_masks, hflip
         self.epoch = 0

@@ -139,13 +139,6 @@ def faces_root(path: str | os.PathLike) -> Path:
     return path if path.is_dir() else path.parent
 
 
-def check_split(split: str) -> str:
-    """``split`` when it is one of :data:`SPLITS`; FmkitError otherwise."""
-    if split not in SPLITS:
-        raise FmkitError(f"unknown split {split!r}: expected one of {', '.join(SPLITS)}")
-    return split
-
-
 # --- crop geometry -----------------------------------------------------------------------
 
 
