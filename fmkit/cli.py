@@ -75,8 +75,10 @@ def _preprocess(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from fmkit.config import train_config
     from fmkit.engine import train
+    from fmkit.models.checkpoint import LAST
 
-    fresh = not args.resume or args.config is not None or args.set
+    # resuming a run takes its stored config (unless a new one is given); a new run, the recipe
+    fresh = not (args.resume and (Path(args.output) / LAST).is_file()) or args.config is not None or args.set
     cfg = train_config(args.model, args.config, args.set) if fresh else None
     run = train(cfg, args.data, args.output, resume=args.resume, epochs=args.epochs)
     print(f"run folder: {run} (metrics.json, checkpoints/best.pt)")
