@@ -299,3 +299,15 @@ def test_warns_once_when_a_batch_cannot_be_whitened():
         warnings.simplefilter("error")
         layer(torch.randn(4, 16, 1, 2))  # said once only
         FeatureWhitening(16).train()(torch.randn(8, 16, 2, 2))  # 32 columns: no warning
+
+
+def test_eval_matrix_follows_every_change_of_the_running_covariance():
+    layer = FeatureWhitening(C, momentum=0.5)
+    layer(correlated(seed=0))
+    first = layer.eval().eval_matrix().clone()
+    assert layer.eval_matrix() is layer.eval_matrix(), "computed once per state"
+    layer.train()(correlated(seed=1))
+    assert not torch.equal(layer.eval().eval_matrix(), first), "a training step invalidates it"
+    fresh = FeatureWhitening(C, momentum=0.5)
+    fresh.load_state_dict(layer.state_dict())
+    assert torch.allclose(fresh.eval().eval_matrix(), layer.eval_matrix())

@@ -151,6 +151,7 @@ class FeatureWhitening(nn.Module):
         if statistics not in ("covariance", "matrix"):
             raise ValueError(f"statistics must be 'covariance' or 'matrix', got {statistics!r}")
         self.statistics = statistics
+        self._eval_cache: tuple[tuple[int, int], Tensor] | None = None
         if num_features % group_size:
             raise ValueError(f"group_size {group_size} must divide num_features {num_features}")
         if T < 1:
@@ -235,10 +236,17 @@ class FeatureWhitening(nn.Module):
 
     @torch.no_grad()
     def eval_matrix(self) -> Tensor:
-        """W_eval (g, G, G), float64: Σ̄^{-1/2} (``statistics="covariance"``) or W̄ (``"matrix"``)."""
+        """W_eval (g, G, G), float64: Σ̄^{-1/2} (``statistics="covariance"``) or W̄ (``"matrix"``).
+
+        Σ̄^{-1/2} is computed once per state of ``running_cov`` (its in-place version and
+        storage), not once per eval batch.
+        """
         if self.statistics == "matrix":
             return self.running_wm.double()
-        return _InvSqrtEigh.apply(_sym(self.running_cov.double()))
+        key = (self.running_cov._version, self.running_cov.data_ptr())
+        if self._eval_cache is None or self._eval_cache[0] != key:
+            self._eval_cache = (key, _InvSqrtEigh.apply(_sym(self.running_cov.double())))
+        return self._eval_cache[1]
 
     @torch.no_grad()
     def _update_running(self, mean: Tensor, wm: Tensor, sigma: Tensor) -> None:
