@@ -2,7 +2,7 @@
 
 In one run, on the same synthetic faces and seed, trains ``baseline2d`` and ``whitening``
 from their recipes (``configs/train/``; options given here override them) and prints the
-table of :func:`fmkit.interpret.claims.whitening_claims` (the same table notebook 02 ends
+claims table of :func:`fmkit.interpret.claims.whitening_report` (the same table notebook 02 ends
 with): test video AUC of each detector, the paired AUC difference, the decorrelation of
 the whitened layer against the plain one, the mean concept AUC on test faces, each with a
 95 % interval that resamples test identities and a verdict (MET only when the whole
@@ -43,7 +43,6 @@ import torch
 from common import synth_faces
 
 from fmkit.config import train_config
-from fmkit.data.concepts import concept_datasets
 from fmkit.data.datasets import FrameDataset
 from fmkit.data.schema import read_faces
 from fmkit.data.synth import METHODS
@@ -51,8 +50,7 @@ from fmkit.data.transforms import build_transform
 from fmkit.engine import ConceptAlignment, TrainContext, train
 from fmkit.engine.loop import LossModule
 from fmkit.engine.trainer import resolve_device
-from fmkit.interpret.claims import whitening_claims
-from fmkit.interpret.concepts import concept_auc, pointing
+from fmkit.interpret.claims import whitening_report
 from fmkit.metrics import bootstrap_interval, verdict
 from fmkit.models import create_model, load
 
@@ -254,15 +252,9 @@ def main() -> None:
             print(f"training {name} ...", flush=True)
             runs[name] = train(cfgs[name], faces, out / name)
         print("measuring the claims on the test split, then timing alternating steps ...", flush=True)
-        claims = whitening_claims(runs, faces, resamples=args.bootstrap, seed=args.seed)
-        whitening = load(runs["whitening"])
-        concepts = list(whitening.concepts)
-        size = cfgs["whitening"]["data"]["size"]
+        report = whitening_report(runs, faces, resamples=args.bootstrap, seed=args.seed)
+        concepts = list(load(runs["whitening"]).concepts)
         manifest = read_faces(faces)
-        test_faces = manifest[manifest["split"] == "test"]
-        sets = concept_datasets(faces, concepts, split="test", size=size)
-        per_axis = concept_auc(whitening, sets, resamples=args.bootstrap)
-        pointed = pointing(whitening, test_faces, faces, concepts, size)
         seconds = {name: json.loads((run / "metrics.json").read_text())["seconds"] for name, run in runs.items()}
         t1 = time.perf_counter()
         timing = time_steps(cfgs, faces, args.timing_rounds, tmp)
@@ -297,7 +289,7 @@ def main() -> None:
     ratio, r_lo, r_hi = step_ratio(timing, wm["every"], args.bootstrap, args.seed)
     claims = pd.concat(
         [
-            claims,
+            report.claims,
             pd.DataFrame(
                 [
                     {
@@ -317,12 +309,8 @@ def main() -> None:
     print("claims (95 % intervals resample test identities; the step-time interval resamples timing rounds)")
     print(claims.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print()
-    print("concept AUC and pointing per axis (whitening, test split; 'area' is the pointing score of chance)")
-    print(
-        per_axis.merge(pointed.drop(columns="n_images"), on=["concept", "axis"]).to_string(
-            index=False, float_format=lambda v: f"{v:.3f}"
-        )
-    )
+    print("concept AUC and pointing per axis, both models (test split; 'area' is the pointing score of chance)")
+    print(report.concept_auc.join(report.pointing).to_string(float_format=lambda v: f"{v:.3f}"))
     print()
     counts = claims["verdict"].value_counts().to_dict()
     print(
