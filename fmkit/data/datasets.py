@@ -49,13 +49,18 @@ def filter_split(df: pd.DataFrame, split: str | Sequence[str] | None) -> pd.Data
     return df[df["split"].isin(wanted)]
 
 
-def load_image(path: Path) -> torch.Tensor:
-    """An RGB image file → float tensor (3, H, W) in [0, 1]."""
+def read_rgb(path: Path) -> np.ndarray:
+    """An RGB image file → uint8 array (H, W, 3); FmkitError naming the file when it cannot be read."""
     try:
         with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+            return np.asarray(im.convert("RGB"))
     except (OSError, ValueError) as exc:
         raise FmkitError(f"unreadable face crop {path}: {exc}") from None
+
+
+def load_image(path: Path) -> torch.Tensor:
+    """An RGB image file → float tensor (3, H, W) in [0, 1]."""
+    arr = read_rgb(path).astype(np.float32) / 255.0
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
 

@@ -45,11 +45,11 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from fmkit.data.blend import MaskParams, about_face, alpha_blend, blend_mask, face_unit, jitter_colour, resample, warp
+from fmkit.data.datasets import read_rgb
 from fmkit.data.schema import BOX_COLUMNS, LABEL_REAL, landmarks_in_crop, row_to_crop
 from fmkit.errors import FmkitError
 
@@ -124,11 +124,6 @@ def self_blend_crop(
     return alpha_blend(img, source, mask), mask
 
 
-def _load_uint8(path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
-
-
 class SelfBlendPairs(Dataset):
     """Pairs (real crop, its self-blend) from the real crops of a frame dataset; see the module doc.
 
@@ -176,7 +171,7 @@ class SelfBlendPairs(Dataset):
     def _image(self, i: int) -> np.ndarray:
         if self._cache is not None and i in self._cache:
             return self._cache[i]
-        img = _load_uint8(self.root / self.rows.at[i, "crop_path"])
+        img = read_rgb(self.root / self.rows.at[i, "crop_path"])
         if self._cache is not None:
             self._cache[i] = img
         return img
