@@ -108,11 +108,13 @@ def _scored_split(args: argparse.Namespace):
 def _evaluate(args: argparse.Namespace) -> int:
     import json
 
+    from fmkit.data.datasets import ClipDataset
     from fmkit.engine import evaluate
     from fmkit.io import write_json
 
     model, dataset = _scored_split(args)
-    metrics = evaluate(model, dataset, device=args.device, progress=True)
+    metrics = {"items": "clips" if isinstance(dataset, ClipDataset) else "frames"}
+    metrics.update(evaluate(model, dataset, device=args.device, progress=True))
     if hasattr(model, "whitened_features"):
         metrics.update(_whitening_metrics(model, dataset, args))
     report = {args.split: metrics}

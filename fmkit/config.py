@@ -17,7 +17,9 @@ Training keys (``TRAIN``):
   the name). ``callbacks``: engine callbacks by name → their keyword arguments
   (e.g. ``concept_alignment: {every: 5}``; see :mod:`fmkit.engine.callbacks`).
 - ``data``: ``kind`` (``frame`` or ``clip``), ``size`` (crops resized to size × size px;
-  null keeps the crop size), ``clip_len``, ``clip_stride``, ``batch_size``,
+  null keeps the crop size), ``clip_len`` (frames per clip; ``kind: clip``), ``clips_per_video``
+  (random clips of each training video per epoch), ``eval_clips`` (evenly spaced clips per
+  validation/test video, scored by their mean), ``batch_size``,
   ``eval_batch_size`` (null: ``batch_size``), ``num_workers``, ``balance`` (class-balanced
   sampling: as many real as fake training items per epoch), ``sbi`` (Self-Blended Images
   training: each real training crop with a fresh self-blend of it, instead of the
@@ -30,7 +32,8 @@ Training keys (``TRAIN``):
   ``warmup_epochs`` (linear warm-up from lr/10), ``grad_clip`` (max gradient norm; null: off).
 - ``epochs`` (total), ``seed``, ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``),
   ``amp`` (mixed precision, CUDA only), ``monitor`` (validation value that picks ``best``;
-  ``auto``: ``val_auc`` for detectors, ``val_loss`` otherwise).
+  ``auto``: ``val_auc`` for frame detectors, ``val_video_auc`` for clip detectors (a video
+  scored by the mean of its clips), ``val_loss`` otherwise).
 """
 
 from __future__ import annotations
@@ -251,7 +254,8 @@ TRAIN: Schema = {
         "kind": Option("frame", choice("frame", "clip")),
         "size": Option(None, integer(1, nullable=True)),
         "clip_len": Option(8, integer(1)),
-        "clip_stride": Option(None, integer(1, nullable=True)),
+        "clips_per_video": Option(1, integer(1)),
+        "eval_clips": Option(4, integer(1)),
         "batch_size": Option(32, integer(1)),
         "eval_batch_size": Option(None, integer(1, nullable=True)),
         "num_workers": Option(0, integer(0)),

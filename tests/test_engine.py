@@ -455,11 +455,12 @@ def test_training_from_a_faces_folder_with_frames_and_clips(tmp_path) -> None:
     clip_cfg = {
         "model": "engine_test_clip",
         "epochs": 1,
-        "data": {"kind": "clip", "clip_len": 2, "clip_stride": 1, "size": 8, "batch_size": 2},
+        "data": {"kind": "clip", "clip_len": 2, "eval_clips": 2, "size": 8, "batch_size": 2},
     }
     run = train(clip_cfg, folder, tmp_path / "clips")
     summary = json.loads((run / "metrics.json").read_text())
     assert summary["test"]["n"] == 4 and summary["test"]["n_videos"] == 2  # 2 clips of 2 frames per video
+    assert summary["monitor"] == "val_video_auc"  # clip detectors pick best.pt on the video score
 
 
 class ParamSums:

@@ -96,13 +96,27 @@ class FrameDataset(Dataset):
         return x, self.labels[i]
 
 
-class ClipDataset(Dataset):
-    """Fixed-length face volumes: ``(x (3, T, H, W), y)`` of T consecutive crops of one video.
+SAMPLING = ("even", "random")
 
-    A video's crops are ordered by frame index; clips start every ``stride`` crops
-    (default T: non-overlapping). Videos with fewer than T crops give one clip padded by
-    repeating their last crop, so no video is silently dropped. ``transform`` maps the
-    whole volume (3, T, H, W), so one random augmentation serves every frame of a clip.
+
+class ClipDataset(Dataset):
+    """Fixed-length face volumes: ``(x (3, T, H, W), y)``, T consecutive crops of one video.
+
+    A video's crops are ordered by frame index (``fmkit preprocess --frames N`` samples N
+    frames evenly over each video, so consecutive crops are 1/N of the video apart). Each
+    video gives ``clips_per_video`` items:
+
+    * ``sampling="even"`` (evaluation): clips starting at evenly spaced positions from the
+      first crop to the last possible start, rounded; coinciding starts are merged, so a
+      video of exactly T crops gives one clip. A video's score is then the mean of its clips'.
+    * ``sampling="random"`` (training): each item draws its start uniformly among the
+      possible ones from (``seed``, epoch, item), so every epoch sees new clips and a
+      resumed run repeats them; call :meth:`set_epoch` (the engine does).
+
+    A video with fewer than T crops is an error naming it (preprocess with more frames or
+    use a shorter ``clip_len``): padding would feed the model frozen frames it never meets
+    in real videos. ``transform`` maps the whole volume (3, T, H, W), so one random
+    augmentation serves every frame of a clip.
     """
 
     def __init__(
@@ -111,33 +125,67 @@ class ClipDataset(Dataset):
         clip_len: int = 8,
         split: str | Sequence[str] | None = None,
         transform: Transform | None = None,
-        stride: int | None = None,
+        clips_per_video: int = 1,
+        sampling: str = "even",
+        seed: int = 0,
         root: str | os.PathLike | None = None,
     ) -> None:
-        if clip_len < 1:
-            raise FmkitError(f"clip_len must be at least 1, got {clip_len}")
+        if clip_len < 1 or clips_per_video < 1:
+            raise FmkitError(f"clip_len and clips_per_video must be at least 1, got {clip_len} and {clips_per_video}")
+        if sampling not in SAMPLING:
+            raise FmkitError(f"unknown clip sampling {sampling!r}: expected one of {', '.join(SAMPLING)}")
         df, self.root = open_manifest(manifest, root)
         df = filter_split(df, split).sort_values(["video_id", "frame_idx"])
-        self.clip_len, self.transform = clip_len, transform
-        stride = stride or clip_len
-        self.clips: list[list[str]] = []
+        self.clip_len, self.transform, self.sampling, self.seed, self.epoch = clip_len, transform, sampling, seed, 0
+        self.videos: list[list[str]] = []  # crop paths of each video
+        self.items: list[tuple[int, int]] = []  # (video, start; -1 = drawn at random)
         self.video_ids: list[str] = []
         labels = []
+        short: list[tuple[str, int]] = []
         for vid, group in df.groupby("video_id", sort=True):
             paths = group["crop_path"].tolist()
-            starts = range(0, max(len(paths) - clip_len, 0) + 1, stride)
+            if len(paths) < clip_len:
+                short.append((str(vid), len(paths)))
+                continue
+            v = len(self.videos)
+            self.videos.append(paths)
+            last = len(paths) - clip_len
+            if sampling == "even":
+                starts = sorted({round(s) for s in np.linspace(0, last, clips_per_video)})
+            else:
+                starts = [-1] * clips_per_video
             for s in starts:
-                clip = paths[s : s + clip_len]
-                self.clips.append(clip + [clip[-1]] * (clip_len - len(clip)))
+                self.items.append((v, s))
                 self.video_ids.append(str(vid))
                 labels.append(int(group["label"].iloc[0]))
+        if short:
+            vid, n = short[0]
+            raise FmkitError(
+                f"video {vid} has {n} face crops, fewer than the clip length {clip_len} "
+                f"({len(short)} video(s) too short): preprocess with --frames of at least {clip_len} "
+                "(more leave room for several clips per video) or lower data.clip_len"
+            )
         self.labels = torch.tensor(labels, dtype=torch.float32)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the random clips of epoch ``epoch`` (``sampling="random"``)."""
+        self.epoch = epoch
+
+    def start(self, i: int) -> int:
+        """First crop of item ``i``."""
+        v, s = self.items[i]
+        if s >= 0:
+            return s
+        last = len(self.videos[v]) - self.clip_len
+        return int(np.random.default_rng((self.seed, self.epoch, i)).integers(0, last + 1))
+
     def __len__(self) -> int:
-        return len(self.clips)
+        return len(self.items)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.stack([load_image(self.root / p) for p in self.clips[i]], dim=1)
+        s = self.start(i)
+        paths = self.videos[self.items[i][0]][s : s + self.clip_len]
+        x = torch.stack([load_image(self.root / p) for p in paths], dim=1)
         if self.transform is not None:
             x = self.transform(x)
         return x, self.labels[i]

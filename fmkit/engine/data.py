@@ -48,7 +48,14 @@ def build_datasets(data: str | os.PathLike, cfg: Mapping[str, Any], seed: int = 
             out[split] = FrameDataset(frame, split=split, transform=transform, root=root)
         else:
             out[split] = ClipDataset(
-                frame, clip_len=cfg["clip_len"], split=split, transform=transform, stride=cfg["clip_stride"], root=root
+                frame,
+                clip_len=cfg["clip_len"],
+                split=split,
+                transform=transform,
+                clips_per_video=cfg["clips_per_video"] if train else cfg["eval_clips"],
+                sampling="random" if train else "even",
+                seed=seed,
+                root=root,
             )
     return out
 
@@ -103,7 +110,7 @@ def train_loader(
     """The shuffled (or class-balanced, ``data.balance``) loader of one training epoch, this rank's shard,
     reproducible from (seed, epoch)."""
     pairs = isinstance(ds, SelfBlendPairs)  # (real, fake) per item: balanced already, half as many items a batch
-    if pairs:
+    if callable(getattr(ds, "set_epoch", None)):  # fresh self-blends, fresh random clips
         ds.set_epoch(epoch)
     if cfg["balance"] and not pairs:
         if not isinstance(getattr(ds, "labels", None), torch.Tensor):

@@ -134,7 +134,10 @@ class Trainer:
         kwargs = {k: v for k, v in cfg["model"].items() if k != "name"}
         self.model = create_model(cfg["model"]["name"], **kwargs).to(device)
         self.detector = is_detector(self.model)
-        monitor = cfg["monitor"] if cfg["monitor"] != "auto" else ("val_auc" if self.detector else "val_loss")
+        monitor = cfg["monitor"]
+        if monitor == "auto":
+            clips = cfg["data"]["kind"] == "clip"
+            monitor = ("val_video_auc" if clips else "val_auc") if self.detector else "val_loss"
         if not self.detector and monitor != "val_loss":
             raise FmkitError(f"monitor {monitor} needs a detector; {cfg['model']['name']} is not one (use val_loss)")
         self.monitor, self.larger = monitor, MONITORS[monitor]

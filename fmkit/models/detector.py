@@ -36,6 +36,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
 from timm.layers import BatchNormAct2d
 from torch import Tensor, nn
 
@@ -92,6 +93,16 @@ class _TimmFrameModel(nn.Module):
         self.normalize = Normalize(*input_normalization(self.backbone))
 
     def forward(self, x: Tensor) -> Tensor:
+        """Images (N, 3, H, W) → N logits; clips (N, 3, T, H, W) → N logits of the mean frame probability.
+
+        A clip is scored like a video: the mean of its frames' fake probabilities (as a
+        logit), so frame and video detectors meet in one table.
+        """
+        if x.dim() == 5:
+            n, c, t, h, w = x.shape
+            frames = x.transpose(1, 2).reshape(n * t, c, h, w)
+            prob = torch.sigmoid(self(frames).float()).reshape(n, t).mean(1)
+            return torch.logit(prob, eps=1e-6)
         return self.backbone(self.normalize(x)).squeeze(-1)
 
     def _module(self, layer: str) -> nn.Module:
