@@ -19,7 +19,9 @@ Training keys (``TRAIN``):
 - ``data``: ``kind`` (``frame`` or ``clip``), ``size`` (crops resized to size × size px;
   null keeps the crop size), ``clip_len`` (frames per clip; ``kind: clip``), ``clips_per_video``
   (random clips of each training video per epoch), ``eval_clips`` (evenly spaced clips per
-  validation/test video, scored by their mean), ``batch_size``,
+  validation/test video, scored by their mean), ``short_videos`` (a video with fewer face
+  crops than ``clip_len``: ``error``, or ``skip`` it with a warning, recorded in the run's
+  metrics.json), ``batch_size``,
   ``eval_batch_size`` (null: ``batch_size``), ``num_workers``, ``balance`` (class-balanced
   sampling: as many real as fake training items per epoch), ``sbi`` (Self-Blended Images
   training: each real training crop with a fresh self-blend of it, instead of the
@@ -256,6 +258,7 @@ TRAIN: Schema = {
         "clip_len": Option(8, integer(1)),
         "clips_per_video": Option(1, integer(1)),
         "eval_clips": Option(4, integer(1)),
+        "short_videos": Option("error", choice("error", "skip")),
         "batch_size": Option(32, integer(1)),
         "eval_batch_size": Option(None, integer(1, nullable=True)),
         "num_workers": Option(0, integer(0)),

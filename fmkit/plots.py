@@ -146,3 +146,37 @@ def browse_axes(
 
     widgets.interact(show, axis=widgets.Dropdown(options=names, description="axis"))
     return None
+
+
+def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], aucs: dict[str, float] | None = None) -> Figure:
+    """ROC curves (fpr, tpr) of several detectors on one plot, labelled with their AUC when given."""
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    palette = sns.color_palette("tab10", len(curves))
+    for color, (name, (fpr, tpr)) in zip(palette, curves.items()):
+        label = f"{name} (AUC {aucs[name]:.3f})" if aucs and name in aucs else name
+        ax.plot(fpr, tpr, color=color, lw=1.6, label=label)
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def clip_strips(rows: dict[str, tuple[np.ndarray, Sequence[int]]]) -> Figure:
+    """Face volumes as rows of frames: ``rows[name] = (volume (3, T, H, W) in [0, 1], positions)``
+    (a tensor or array), each frame titled by its position in the source clip (for temporal
+    dropout: which frames were kept)."""
+    rows = {name: (np.asarray(v).transpose(1, 2, 3, 0), pos) for name, (v, pos) in rows.items()}
+    ncols = max(len(frames) for frames, _ in rows.values())
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(1.3 * ncols, 1.55 * len(rows)), squeeze=False)
+    for r, (name, (frames, positions)) in enumerate(rows.items()):
+        for c in range(ncols):
+            ax = axes[r, c]
+            ax.set_axis_off()
+            if c < len(frames):
+                ax.imshow(frames[c])
+                ax.set_title(f"t={positions[c]}", fontsize=7)
+        axes[r, 0].text(-0.1, 0.5, name, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -76,6 +76,10 @@ def test_clip_dataset_fails_clearly_on_videos_shorter_than_a_clip(faces_dir):
     longest = int(read_faces(faces_dir).groupby("video_id").size().max())
     with pytest.raises(FmkitError, match=rf"fewer than the clip length {longest + 1}.*--frames of at least"):
         ClipDataset(faces_dir, clip_len=longest + 1)
+    with pytest.warns(UserWarning, match="left out"):
+        none = ClipDataset(faces_dir, clip_len=longest + 1, short_videos="skip")
+    assert len(none) == 0 and len(none.skipped) == read_faces(faces_dir)["video_id"].nunique()
+    assert all(n == longest for _, n in none.skipped)
 
 
 def test_dataframe_manifest_needs_root(faces_dir):

@@ -107,3 +107,27 @@ def test_notebook_02_runs_under_papermill(synth_faces, tiny_synth, tmp_path):
     for name in ("baseline2d", "whitening"):
         metrics = json.loads((run / "whitening" / name / "metrics.json").read_text())
         assert metrics["best_epoch"] == 1 and "auc" in metrics["test"]
+
+
+def test_notebook_03_runs_under_papermill(synth_faces, tiny_synth, tmp_path):
+    params = {
+        "faces_dir": str(synth_faces),
+        "clip_len": 3,
+        "size": 32,
+        "epochs": 1,
+        "ablation_keeps": [0.5],
+        "settings": ["model.width=8", "data.batch_size=8", "data.clips_per_video=1", "data.eval_clips=2"],
+        "frame_settings": ["data.size=32", "data.batch_size=16"],
+    }
+    cfg = _config(tmp_path, tiny_synth, [{"name": "03_td3dcnn", "parameters": params}])
+    run = run_pipeline(cfg, tmp_path / "run")
+    executed = nbformat.read(run / "notebooks" / "03_td3dcnn.ipynb", as_version=4)
+    outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3, "dropout strip, curves, ROC"
+    text = "".join(o.get("data", {}).get("text/plain", "") + o.get("text", "") for o in outputs)
+    for shown in ("flicker", "td3dcnn_keep0.5", "temporal dropout helps", "verdict", "scored by every detector"):
+        assert shown in text, shown
+    for name in ("td3dcnn", "td3dcnn_nodrop", "td3dcnn_keep0.5"):
+        metrics = json.loads((run / "td3dcnn" / name / "metrics.json").read_text())
+        assert metrics["monitor"] == "val_video_auc" and "video_auc" in metrics["test"]

@@ -8,6 +8,7 @@ Items are ``(x, y)``: ``x`` a float tensor in [0, 1] — (3, H, W) for ``FrameDa
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -97,6 +98,7 @@ class FrameDataset(Dataset):
 
 
 SAMPLING = ("even", "random")
+SHORT_VIDEOS = ("error", "skip")
 
 
 class ClipDataset(Dataset):
@@ -113,9 +115,12 @@ class ClipDataset(Dataset):
       possible ones from (``seed``, epoch, item), so every epoch sees new clips and a
       resumed run repeats them; call :meth:`set_epoch` (the engine does).
 
-    A video with fewer than T crops is an error naming it (preprocess with more frames or
-    use a shorter ``clip_len``): padding would feed the model frozen frames it never meets
-    in real videos. ``transform`` maps the whole volume (3, T, H, W), so one random
+    A video with fewer than T crops (MTCNN found no face in some of its frames) is an
+    error naming it (``short_videos="error"``: preprocess with more frames or use a shorter
+    ``clip_len``), or is left out with a warning and recorded in ``skipped`` as
+    ``(video_id, crops)`` (``short_videos="skip"``). It is never padded: repeated frames
+    would be a frozen-video cue that real videos do not have, and faces are missed more
+    often in fakes. ``transform`` maps the whole volume (3, T, H, W), so one random
     augmentation serves every frame of a clip.
     """
 
@@ -128,8 +133,11 @@ class ClipDataset(Dataset):
         clips_per_video: int = 1,
         sampling: str = "even",
         seed: int = 0,
+        short_videos: str = "error",
         root: str | os.PathLike | None = None,
     ) -> None:
+        if short_videos not in SHORT_VIDEOS:
+            raise FmkitError(f"unknown short_videos {short_videos!r}: expected one of {', '.join(SHORT_VIDEOS)}")
         if clip_len < 1 or clips_per_video < 1:
             raise FmkitError(f"clip_len and clips_per_video must be at least 1, got {clip_len} and {clips_per_video}")
         if sampling not in SAMPLING:
@@ -141,11 +149,11 @@ class ClipDataset(Dataset):
         self.items: list[tuple[int, int]] = []  # (video, start; -1 = drawn at random)
         self.video_ids: list[str] = []
         labels = []
-        short: list[tuple[str, int]] = []
+        self.skipped: list[tuple[str, int]] = []
         for vid, group in df.groupby("video_id", sort=True):
             paths = group["crop_path"].tolist()
             if len(paths) < clip_len:
-                short.append((str(vid), len(paths)))
+                self.skipped.append((str(vid), len(paths)))
                 continue
             v = len(self.videos)
             self.videos.append(paths)
@@ -158,13 +166,19 @@ class ClipDataset(Dataset):
                 self.items.append((v, s))
                 self.video_ids.append(str(vid))
                 labels.append(int(group["label"].iloc[0]))
-        if short:
-            vid, n = short[0]
-            raise FmkitError(
+        if self.skipped:
+            vid, n = self.skipped[0]
+            message = (
                 f"video {vid} has {n} face crops, fewer than the clip length {clip_len} "
-                f"({len(short)} video(s) too short): preprocess with --frames of at least {clip_len} "
-                "(more leave room for several clips per video) or lower data.clip_len"
+                f"({len(self.skipped)} video(s) too short)"
             )
+            if short_videos == "error":
+                raise FmkitError(
+                    f"{message}: preprocess with --frames of at least {clip_len} (more leave room for faces "
+                    "MTCNN misses and for several clips per video), lower data.clip_len, or leave such videos "
+                    "out with data.short_videos=skip"
+                )
+            warnings.warn(f"{message}: left out (short_videos=skip)", stacklevel=2)
         self.labels = torch.tensor(labels, dtype=torch.float32)
 
     def set_epoch(self, epoch: int) -> None:

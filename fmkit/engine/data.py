@@ -55,6 +55,7 @@ def build_datasets(data: str | os.PathLike, cfg: Mapping[str, Any], seed: int = 
                 clips_per_video=cfg["clips_per_video"] if train else cfg["eval_clips"],
                 sampling="random" if train else "even",
                 seed=seed,
+                short_videos=cfg["short_videos"],
                 root=root,
             )
     return out

@@ -7,6 +7,7 @@ Run folder ``out``::
     checkpoints/best.pt      model of the best epoch on validation (``monitor``), its val metrics
     metrics.csv              one row per finished epoch (rewritten atomically)
     metrics.json             at the end: best epoch, its val metrics, TEST metrics of best.pt
+                             (and the videos a clip dataset left out, ``skipped_videos``)
     test_predictions.csv     video_id, label, prob of every test item (best.pt)
     learning_curves.png
 
@@ -293,7 +294,8 @@ class Trainer:
             )
             if improved:
                 self._save_best(val)
-            shown = " ".join(f"{k} {row[k]:.4f}" for k in ("train_loss", "val_loss", "val_auc") if k in row)
+            keys = dict.fromkeys(("train_loss", "val_loss", "val_auc", self.monitor))
+            shown = " ".join(f"{k} {row[k]:.4f}" for k in keys if k in row)
             tqdm.write(
                 f"epoch {self.epoch}/{self.cfg['epochs']} {shown} ({row['seconds']:.1f} s)"
                 f"{' *best' if improved else ''}"
@@ -326,6 +328,9 @@ class Trainer:
             "test": None,
             "seconds": round(sum(r["seconds"] for r in self.history), 3),
         }
+        skipped = {split: dict(ds.skipped) for split, ds in self.datasets.items() if getattr(ds, "skipped", None)}
+        if skipped:  # videos a clip dataset left out (short_videos: skip): video_id → face crops
+            summary["skipped_videos"] = skipped
         pred = None
         if len(self.datasets.get("test", ())):
             summary["test"], pred = self._score("test")
