@@ -114,3 +114,64 @@ def build_callbacks(model_name: str, config: Mapping[str, Any] | None, given: Se
         except TypeError as err:
             raise FmkitError(f"callback {name}: {err}") from None
     return [*out, *given]
+
+
+class VAEFigures:
+    """After each epoch, draw a generative model's reconstructions and samples into the run folder (rank 0).
+
+    Writes ``reconstructions.png`` (the first ``n`` validation images, top row, over their
+    reconstructions ``model(x)``, bottom row) and ``samples.png`` (``model.sample(n)`` from
+    a ``torch.Generator`` seeded with ``seed``), each replaced atomically every epoch. The
+    same items and latents are drawn every epoch, so the figures show training progress
+    only; nothing touches the global RNG. The model (a ``vae``) needs ``sample(n, generator)``
+    and a ``forward`` that returns reconstructions in [0, 1]; it runs in eval mode.
+
+    Args:
+        n: images per figure (at most the validation set's size for reconstructions).
+        seed: seed of the samples' latents.
+    """
+
+    def __init__(self, n: int = 8, seed: int = 0) -> None:
+        if n < 1:
+            raise FmkitError(f"vae_figures needs n >= 1, got n={n}")
+        self.n, self.seed = n, seed
+
+    def on_train_start(self, ctx: TrainContext) -> None:
+        if not callable(getattr(ctx.model, "sample", None)):
+            raise FmkitError(
+                f"vae_figures needs a model with sample(n, generator) (a vae), not {type(ctx.model).__name__}"
+            )
+
+    def on_epoch_end(self, ctx: TrainContext, row: dict) -> None:
+        if not ctx.env.is_main:
+            return
+        import torch
+        from matplotlib.figure import Figure
+
+        from fmkit.io import atomic_path
+        from fmkit.models.modes import eval_mode
+
+        val = ctx.datasets["val"]
+        x = torch.stack([val[i][0] for i in range(min(self.n, len(val)))]).to(ctx.device)
+        with eval_mode(ctx.model):
+            recon = ctx.model(x)
+            samples = ctx.model.sample(self.n, generator=torch.Generator().manual_seed(self.seed))
+
+        def save(rows: list, name: str, title: str) -> None:
+            cols = max(len(r) for r in rows)
+            fig = Figure(figsize=(1.2 * cols, 1.3 * len(rows) + 0.3))
+            axes = fig.subplots(len(rows), cols, squeeze=False)
+            for ax in axes.ravel():
+                ax.set_axis_off()
+            for r, images in enumerate(rows):
+                for c, img in enumerate(images):
+                    axes[r, c].imshow(img.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy())
+            fig.suptitle(f"{title}, epoch {ctx.epoch}", fontsize=9)
+            with atomic_path(ctx.run_dir / name) as tmp:
+                fig.savefig(tmp, dpi=80)
+
+        save([list(x), list(recon)], "reconstructions.png", "validation images (top) and reconstructions")
+        save([list(samples)], "samples.png", "samples from N(0, I)")
+
+
+CALLBACKS["vae_figures"] = VAEFigures
