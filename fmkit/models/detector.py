@@ -1,6 +1,8 @@
 r"""Frame-level detectors on timm backbones: ``whitening`` (Concept Whitening) and ``baseline2d``.
 
-Both map images (N, 3, H, W) in [0, 1] to N fake logits (N,) (label 1 = fake): the
+Both map images (N, 3, H, W) in [0, 1] to N fake logits (N,) (label 1 = fake), and clips
+(N, 3, T, H, W) to the logit of their mean frame probability (how a frame model scores a
+video, so it meets the video detectors in one table): the
 backbone's own input normalisation (mean/std of its timm ``pretrained_cfg``, kept as
 buffers so checkpoints record it), a timm backbone (random weights by default;
 ``pretrained=True`` timm's ImageNet weights; ``checkpoint=`` a local state-dict file,
