@@ -180,3 +180,23 @@ def clip_strips(rows: dict[str, tuple[np.ndarray, Sequence[int]]]) -> Figure:
         axes[r, 0].text(-0.1, 0.5, name, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def explanation_overlay(image: np.ndarray, saliency: np.ndarray, title: str) -> Figure:
+    """One explanation: the face (H, W, 3 in [0, 1]), its signed map (H, W; red = evidence for the
+    decision, blue = against, centred at 0) and the map over the face."""
+    limit = float(np.abs(saliency).max()) or 1.0
+    fig, axes = plt.subplots(1, 3, figsize=(7.2, 2.7))
+    axes[0].imshow(image)
+    axes[0].set_title("face", fontsize=8)
+    shown = axes[1].imshow(saliency, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    axes[1].set_title("map", fontsize=8)
+    fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.04)
+    axes[2].imshow(image)
+    axes[2].imshow(saliency, cmap="RdBu_r", vmin=-limit, vmax=limit, alpha=0.5)
+    axes[2].set_title("overlay", fontsize=8)
+    for ax in axes:
+        ax.set_axis_off()
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

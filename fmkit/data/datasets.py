@@ -56,7 +56,7 @@ def read_rgb(path: Path) -> np.ndarray:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB"))
     except (OSError, ValueError) as exc:
-        raise FmkitError(f"unreadable face crop {path}: {exc}") from None
+        raise FmkitError(f"unreadable image {path}: {exc}") from None
 
 
 def load_image(path: Path) -> torch.Tensor:

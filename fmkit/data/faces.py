@@ -20,6 +20,8 @@ import cv2
 import numpy as np
 import torch
 
+from fmkit.data.schema import crop_square, square_region
+
 
 @dataclass(frozen=True)
 class Face:
@@ -132,3 +134,15 @@ def track_main_face(detections: Sequence[Sequence[Face]], min_iou: float = 0.2) 
         chosen.append(pick)
         last = pick
     return chosen
+
+
+def face_crops(
+    image: np.ndarray, size: int, margin: float, detector: FaceDetector | None = None
+) -> list[tuple[np.ndarray, Face]]:
+    """Every face of one RGB image (H, W, 3 uint8), largest first, cropped as ``fmkit preprocess``
+    crops a frame: the square of side ``margin`` × the box's longer side around the box centre
+    (zero-padded beyond the image), resized to ``size`` × ``size``. Returns (crop, face) pairs;
+    an empty list when MTCNN finds no face."""
+    faces = (detector or FaceDetector()).detect([image])[0]
+    faces = sorted(faces, key=lambda f: f.area, reverse=True)
+    return [(crop_square(image, square_region(f.box, margin), size), f) for f in faces]
