@@ -85,51 +85,32 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _scored_split(args: argparse.Namespace):
-    from fmkit.config import resolve_config
-    from fmkit.engine.data import build_datasets
-    from fmkit.models.checkpoint import checkpoint_path, load, read_checkpoint
-
-    run = Path(args.run_path)
-    if not run.exists():
-        raise FmkitError(f"run not found: {run} (expected a run folder of `fmkit train` or a checkpoint file)")
-    if run.is_dir() and not (run / "config.yaml").is_file():
-        raise FmkitError(
-            f"{run} is not a run folder: it has no config.yaml (expected a folder written by "
-            "`fmkit train`, or a checkpoint file)"
-        )
-    stored = read_checkpoint(checkpoint_path(run)).get("train_config")
-    if stored is None:
-        raise FmkitError(f"{checkpoint_path(run)} records no training config: its data settings are unknown")
-    cfg = resolve_config(stored)
-    return load(run, device=args.device), build_datasets(args.data, cfg["data"])[args.split]
-
-
 def _evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from fmkit.data.datasets import ClipDataset
-    from fmkit.engine import evaluate
-    from fmkit.io import write_json
+    from fmkit.engine.evaluation import evaluate_run
 
-    model, dataset = _scored_split(args)
-    metrics = {"items": "clips" if isinstance(dataset, ClipDataset) else "frames"}
-    metrics.update(evaluate(model, dataset, device=args.device, progress=True))
-    if hasattr(model, "whitened_features"):
-        metrics.update(_whitening_metrics(model, dataset, args))
-    report = {args.split: metrics}
+    report = evaluate_run(
+        args.run_path,
+        args.data,
+        args.output,
+        split=args.split,
+        device=args.device,
+        resamples=args.bootstrap,
+        extras=_whitening_metrics,
+        progress=True,
+    )
     print(json.dumps(report, indent=2, default=str))
     if args.output:
-        out = Path(args.output)
-        target = out / "metrics.json" if out.is_dir() or not out.suffix else out
-        write_json(report, target)
-        print(f"metrics written to {target}")
+        print(f"metrics, video scores, ROC and score figures, AUC by method written to {args.output}")
     return 0
 
 
-def _whitening_metrics(model, dataset, args: argparse.Namespace) -> dict:
+def _whitening_metrics(model, dataset, folder: Path, split: str) -> dict:
     """Decorrelation of the whitened layer (its input vs its output), its whitening error on these
-    held-out faces (eval statistics) and the concept AUC of its axes."""
+    held-out faces (eval statistics) and the concept AUC of its axes; nothing for other models."""
+    if not hasattr(model, "whitened_features"):
+        return {}
     from fmkit.data.concepts import concept_datasets
     from fmkit.interpret.concepts import concept_auc, decorrelation
 
@@ -137,18 +118,52 @@ def _whitening_metrics(model, dataset, args: argparse.Namespace) -> dict:
     whitening = decorrelation(model, dataset)
     out = {"whitening_error": whitening.pop("whitening_error"), "decorrelation": whitening}
     if model.concepts:
-        sets = concept_datasets(args.data, list(model.concepts), split=args.split, size=size)
+        sets = concept_datasets(folder, list(model.concepts), split=split, size=size)
         table = concept_auc(model, sets)
         out["concept_auc"] = dict(zip(table["concept"], table["auc"].round(6)))
     return out
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from fmkit.engine import predict
-    from fmkit.io import write_csv
+    if args.data is not None:
+        return _predict_split(args)
+    if not args.files:
+        raise FmkitError(
+            "predict needs image or video files (fmkit predict RUN FILE ...) or --data FACES -o scores.csv"
+        )
+    import json
 
-    model, dataset = _scored_split(args)
-    scores = predict(model, dataset, device=args.device, progress=True)
+    from fmkit.predict import predict_files
+
+    results = predict_files(args.run_path, args.files, frames=args.frames, device=args.device)
+    if args.json:
+        print(json.dumps({"run": str(args.run_path), "files": [r.to_dict() for r in results]}))
+    else:
+        print(f"{'file':<40} {'face':>4} {'P(fake)':>8}  box / error")
+        for r in results:
+            name = Path(r.path).name[:40]
+            if r.error is not None:
+                continue
+            for f in r.faces:
+                print(f"{name:<40} {f.face:>4} {f.prob:>8.3f}  {f.box}")
+            print(f"{name:<40} {'all':>4} {r.prob:>8.3f}  ({r.kind}, {'fake' if r.prob >= 0.5 else 'real'})")
+    for r in results:
+        if r.error is not None:
+            print(f"fmkit: error: {r.error}", file=sys.stderr)
+    return 2 if any(r.error is not None for r in results) else 0
+
+
+def _predict_split(args: argparse.Namespace) -> int:
+    from fmkit.engine import predict
+    from fmkit.engine.data import build_datasets
+    from fmkit.engine.evaluation import run_config
+    from fmkit.io import write_csv
+    from fmkit.models import load
+
+    if args.output is None:
+        raise FmkitError("predict --data FACES needs -o scores.csv")
+    dataset = build_datasets(args.data, run_config(args.run_path)["data"])[args.split]
+    scores = predict(load(args.run_path, device=args.device), dataset, device=args.device, progress=True)
     write_csv(scores, args.output)
     print(f"{len(scores)} scores written to {args.output}")
     return 0
@@ -311,25 +326,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     p.set_defaults(run=_explain)
 
-    for name, text, fn in [
-        ("evaluate", "frame- and video-level metrics of a trained model on one split", _evaluate),
-        ("predict", "fake probabilities of every item of one split", _predict),
-    ]:
-        p = sub.add_parser(name, help=text)
-        p.add_argument("run_path", metavar="run", help="run folder (uses checkpoints/best.pt) or a checkpoint file")
-        p.add_argument("--data", required=True, help="faces folder from `fmkit preprocess`")
-        p.add_argument("--split", default="test", choices=SPLITS, help="split to score (default test)")
-        p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
-        p.add_argument(
-            "-o",
-            "--output",
-            default=None,
-            required=name == "predict",
-            help="JSON file or folder (writes metrics.json in it)"
-            if name == "evaluate"
-            else "CSV of video_id, label, prob",
-        )
-        p.set_defaults(run=fn)
+    p = sub.add_parser("evaluate", help="metrics of a trained model on the test split of one or more faces folders")
+    p.add_argument("run_path", metavar="run", help="run folder (uses checkpoints/best.pt) or a checkpoint file")
+    p.add_argument(
+        "--data",
+        required=True,
+        action="append",
+        help="faces folder from `fmkit preprocess` (repeat for a cross-dataset table)",
+    )
+    p.add_argument("--split", default="test", choices=SPLITS, help="split to score (default test)")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the 95 %% intervals")
+    p.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        help="folder (new or existing) for metrics.json, cross_dataset.csv, per data folder figures",
+    )
+    p.set_defaults(run=_evaluate)
+
+    p = sub.add_parser("predict", help="fake probability of the faces in image or video files (or of a split's items)")
+    p.add_argument("run_path", metavar="run", help="run folder (uses checkpoints/best.pt) or a checkpoint file")
+    p.add_argument("files", nargs="*", help="image or video files to score")
+    p.add_argument("--json", action="store_true", help="print one JSON object: files, their faces and scores")
+    p.add_argument("--frames", type=int, default=32, help="frames sampled evenly over each video (default 32)")
+    p.add_argument(
+        "--data", default=None, help="instead of files: a faces folder, its --split scored into -o scores.csv"
+    )
+    p.add_argument("--split", default="test", choices=SPLITS, help="split to score with --data (default test)")
+    p.add_argument("-o", "--output", default=None, help="CSV of video_id, label, prob (with --data)")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    p.set_defaults(run=_predict)
     return parser
 
 

@@ -200,3 +200,145 @@ def explanation_overlay(image: np.ndarray, saliency: np.ndarray, title: str) -> 
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def score_histogram(probs: Sequence[float], labels: Sequence[int], title: str = "") -> Figure:
+    """Histograms of fake probabilities by class (real, fake) on [0, 1]."""
+    frame = pd.DataFrame(
+        {"P(fake)": np.asarray(probs, float), "class": np.where(np.asarray(labels) == 1, "fake", "real")}
+    )
+    fig, ax = plt.subplots(figsize=(4.6, 3.0))
+    sns.histplot(frame, x="P(fake)", hue="class", hue_order=["real", "fake"], bins=20, binrange=(0, 1), ax=ax)
+    ax.set(title=title, ylabel="videos")
+    fig.tight_layout()
+    return fig
+
+
+def _hwc(image: object) -> np.ndarray:
+    """An image (3, H, W) tensor/array or (H, W, 3) array in [0, 1] as an (H, W, 3) float array."""
+    a = np.asarray(image.detach().cpu() if hasattr(image, "detach") else image, dtype=np.float64)
+    return np.clip(a.transpose(1, 2, 0) if a.ndim == 3 and a.shape[0] == 3 and a.shape[-1] != 3 else a, 0, 1)
+
+
+def _overlay(ax: plt.Axes, image: np.ndarray, saliency: np.ndarray, alpha: float = 0.6) -> None:
+    """The image in grey under the map: a diverging colormap centred at 0 (blue −, red +) for a signed
+    map, a sequential one from 0 for a non-negative map; each map scaled to its own largest |value|."""
+    ax.imshow(image.mean(-1), cmap="gray", vmin=0, vmax=1)
+    s = np.asarray(saliency, dtype=np.float64)
+    top = float(np.abs(s).max()) if s.size and np.isfinite(s).all() else 0.0
+    top = top if top > 0 else 1.0
+    if s.min() >= 0:
+        ax.imshow(s, cmap="inferno", vmin=0, vmax=top, alpha=alpha)
+    else:
+        ax.imshow(s, cmap="RdBu_r", vmin=-top, vmax=top, alpha=alpha)
+
+
+def explanation_grid(
+    images: Sequence[object],
+    maps: dict[str, Sequence[np.ndarray]],
+    masks: Sequence[object | None] | None = None,
+    titles: Sequence[str] | None = None,
+) -> Figure:
+    """Explanations of several faces side by side: one row per face; columns the image, its ground-truth
+    mask (blank without one), then each method's map overlaid on the image in grey.
+
+    ``images``: (3, H, W) tensors/arrays in [0, 1]; ``maps[method][i]``: the (H, W) map of face i;
+    ``masks[i]``: (H, W) in [0, 1] or None; ``titles[i]``: the row's title. Signed maps use a
+    diverging colormap centred at 0 (red: evidence for the detector's decision, blue: against it),
+    non-negative maps (Grad-CAM) a sequential one; each map is scaled to its own largest |value|,
+    so colours compare places within a map, not strengths across maps.
+    """
+    n = len(images)
+    cols = 2 + len(maps)
+    fig, axes = plt.subplots(max(n, 1), cols, figsize=(1.55 * cols, 1.7 * max(n, 1) + 0.2), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for i in range(n):
+        image = _hwc(images[i])
+        axes[i, 0].imshow(image)
+        mask = masks[i] if masks is not None else None
+        if mask is not None:
+            axes[i, 1].imshow(_hwc(mask), cmap="gray", vmin=0, vmax=1)
+        else:
+            axes[i, 1].text(0.5, 0.5, "no mask", ha="center", va="center", fontsize=7, transform=axes[i, 1].transAxes)
+        for c, method_maps in enumerate(maps.values(), start=2):
+            _overlay(axes[i, c], image, method_maps[i])
+        if titles is not None:
+            axes[i, 0].text(
+                -0.08, 0.5, titles[i], transform=axes[i, 0].transAxes, ha="right", va="center", fontsize=7, wrap=True
+            )
+    for c, name in enumerate(["image", "ground-truth mask", *maps]):
+        axes[0, c].set_title(name, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def neighbour_grid(images: Sequence[object], probs: Sequence[float], relabels: Sequence[int], cols: int = 8) -> Figure:
+    """Neighbours of one image (re-label distillation), each titled by the teacher's fake probability
+    and its re-label (1, in red: the teacher's label flipped from its label on the image)."""
+    n = len(images)
+    cols = max(1, min(cols, n))
+    rows = max(1, int(np.ceil(n / cols)))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.35 * cols, 1.55 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for ax, image, p, r in zip(axes.ravel(), images, probs, relabels):
+        ax.imshow(_hwc(image))
+        ax.set_title(f"p(fake) {float(p):.2f}\nre-label {int(r)}", fontsize=7, color="crimson" if r else "black")
+    fig.tight_layout()
+    return fig
+
+
+def _explained_row(
+    images: Sequence[object],
+    masks: Sequence[object | None] | None,
+    titles: Sequence[str] | None,
+    explain: object,
+    face: int,
+    sigma: float,
+    n_samples: int,
+) -> Figure:
+    """One face explained by ``explain(image, sigma, n_samples)``, as one row of :func:`explanation_grid`."""
+    out = explain(images[face], sigma, n_samples)
+    saliency = getattr(out, "map", out)
+    title = titles[face] if titles is not None else f"face {face}"
+    fidelity = getattr(out, "fidelity", None)
+    if fidelity is not None:
+        title += f"\nfidelity acc {fidelity['acc']:.2f} · {out.n_flipped}/{out.n_samples} flipped"
+    mask = [masks[face]] if masks is not None else None
+    return explanation_grid([images[face]], {f"relabel σ={sigma:g}, n={n_samples}": [saliency]}, mask, [title])
+
+
+def browse_explanations(
+    images: Sequence[object],
+    explain: object,
+    masks: Sequence[object | None] | None = None,
+    titles: Sequence[str] | None = None,
+    sigma: float = 1.0,
+    n_samples: int = 500,
+    interactive: bool = True,
+) -> Figure | None:
+    """An explorer of re-label distillation: pick a face, move ``sigma`` and ``n_samples``; the map is
+    recomputed by ``explain(image, sigma, n_samples)`` (an Explanation or an (H, W) map, e.g.
+    :func:`fmkit.interpret.explain_eval.relabel_explainer`) when a slider is released. Static
+    (``interactive=False``): the first face at the given ``sigma`` and ``n_samples``, one figure."""
+    if not len(images):
+        return None
+    if not interactive:
+        return _explained_row(images, masks, titles, explain, 0, sigma, n_samples)
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    def show(face: int, sigma: float, n_samples: int) -> None:
+        display(_explained_row(images, masks, titles, explain, face, sigma, n_samples))
+        plt.close("all")
+
+    widgets.interact(
+        show,
+        face=widgets.IntSlider(value=0, min=0, max=len(images) - 1, description="face", continuous_update=False),
+        sigma=widgets.FloatLogSlider(value=sigma, base=2, min=-3, max=3, step=0.25, continuous_update=False),
+        n_samples=widgets.IntSlider(
+            value=n_samples, min=50, max=max(2000, n_samples), step=50, description="n_samples", continuous_update=False
+        ),
+    )
+    return None

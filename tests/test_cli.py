@@ -7,7 +7,7 @@ import pytest
 
 from fmkit.cli import main
 
-COMMANDS = ["synth", "index", "preprocess", "train", "evaluate", "predict", "pipeline"]
+COMMANDS = ["synth", "index", "preprocess", "train", "evaluate", "predict", "explain", "pipeline"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

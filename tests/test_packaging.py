@@ -49,5 +49,5 @@ def test_ffpp_splits_ship_with_their_licence():
 def test_console_script_and_module_entry_print_help():
     for cmd in ([str(Path(sys.executable).parent / "fmkit"), "--help"], [sys.executable, "-m", "fmkit", "--help"]):
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-        for sub in ["synth", "index", "preprocess", "train", "evaluate", "predict", "pipeline"]:
+        for sub in ["synth", "index", "preprocess", "train", "evaluate", "predict", "explain", "pipeline"]:
             assert sub in out

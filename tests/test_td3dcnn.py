@@ -9,6 +9,7 @@ import torch
 from fmkit.cli import main
 from fmkit.data.datasets import ClipDataset, FrameDataset
 from fmkit.engine import evaluate, predict
+from fmkit.engine.evaluation import data_name
 from fmkit.models import create_model, load
 from fmkit.models.td3dcnn import TemporalDropout
 
@@ -127,6 +128,8 @@ def test_fmkit_train_and_evaluate_td3dcnn_end_to_end(synth_faces, tmp_path, caps
     assert summary["monitor"] == "val_video_auc" and summary["test"]["n_videos"] > 0
     assert load(run).temporal_dropout.keep == 0.75  # the recipe's keep ratio
     capsys.readouterr()
-    assert main(["evaluate", str(run), "--data", str(synth_faces), "-o", str(tmp_path / "eval")]) == 0
-    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())["test"]
+    assert (
+        main(["evaluate", str(run), "--data", str(synth_faces), "-o", str(tmp_path / "eval"), "--bootstrap", "50"]) == 0
+    )
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())[data_name(synth_faces)]
     assert report["items"] == "clips" and "video_auc" in report and report["n"] == report["n_videos"]

@@ -25,6 +25,24 @@ from fmkit.metrics import auc_difference_interval, auc_interval, roc, verdict, v
 ALL = "all"
 
 
+def video_info(faces: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
+    """Per video of a faces folder (or manifest): ``identity`` (source_id) and ``method``, indexed by video_id."""
+    manifest = faces if isinstance(faces, pd.DataFrame) else read_faces(Path(faces))
+    info = manifest.groupby("video_id").agg(identity=("source_id", "first"), method=("method", "first"))
+    info.index = info.index.astype(str)
+    return info
+
+
+def videos_of(pred: pd.DataFrame, info: pd.DataFrame, name: str = "predictions") -> pd.DataFrame:
+    """Item predictions (video_id, label, prob) → one row per video: video_id, label, prob (mean of its
+    items), identity, method (from :func:`video_info`)."""
+    videos = video_level(pred["prob"], pred["label"], pred["video_id"].astype(str).tolist())
+    unknown = set(videos["video_id"]) - set(info.index)
+    if unknown:
+        raise FmkitError(f"{name} scored video {sorted(unknown)[0]!r}, which is not in the faces manifest")
+    return videos.join(info, on="video_id")[["video_id", "label", "prob", "identity", "method"]]
+
+
 def video_scores(
     runs: Mapping[str, str | os.PathLike], faces: str | os.PathLike | pd.DataFrame, common: bool = True
 ) -> pd.DataFrame:
@@ -34,20 +52,14 @@ def video_scores(
     ``identity``, ``method`` (the manifest's: ``real`` or the manipulation). ``faces`` is the
     faces folder (or its manifest) the runs were trained on.
     """
-    manifest = faces if isinstance(faces, pd.DataFrame) else read_faces(Path(faces))
-    info = manifest.groupby("video_id").agg(identity=("source_id", "first"), method=("method", "first"))
-    info.index = info.index.astype(str)
+    info = video_info(faces)
     parts = []
     for name, run in runs.items():
         path = Path(run) / "test_predictions.csv"
         if not path.is_file():
             raise FmkitError(f"run {name!r} has no test predictions: {path} (did its training finish?)")
         pred = pd.read_csv(path, dtype={"video_id": str})
-        videos = video_level(pred["prob"], pred["label"], pred["video_id"].tolist())
-        unknown = set(videos["video_id"]) - set(info.index)
-        if unknown:
-            raise FmkitError(f"run {name!r} scored video {sorted(unknown)[0]!r}, which is not in the faces manifest")
-        parts.append(videos.assign(model=name).join(info, on="video_id"))
+        parts.append(videos_of(pred, info, f"run {name!r}").assign(model=name))
     scores = pd.concat(parts, ignore_index=True)[["model", "video_id", "label", "prob", "identity", "method"]]
     if common:
         counts = scores.groupby("video_id")["model"].nunique()

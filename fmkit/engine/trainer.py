@@ -9,6 +9,7 @@ Run folder ``out``::
     metrics.json             at the end: best epoch, its val metrics, TEST metrics of best.pt
                              (and the videos a clip dataset left out, ``skipped_videos``)
     test_predictions.csv     video_id, label, prob of every test item (best.pt)
+    val_predictions.csv      the same on validation (thresholds are chosen there, never on test)
     learning_curves.png
 
 Each epoch ends by writing metrics.csv, ``last.pt``, then ``best.pt`` when the epoch
@@ -56,6 +57,7 @@ CONFIG = "config.yaml"
 HISTORY = "metrics.csv"
 SUMMARY = "metrics.json"
 PREDICTIONS = "test_predictions.csv"
+VAL_PREDICTIONS = "val_predictions.csv"
 CURVES = "learning_curves.png"
 
 #: Validation metrics copied into each metrics.csv row (as ``val_<key>``).
@@ -331,12 +333,17 @@ class Trainer:
         skipped = {split: dict(ds.skipped) for split, ds in self.datasets.items() if getattr(ds, "skipped", None)}
         if skipped:  # videos a clip dataset left out (short_videos: skip): video_id → face crops
             summary["skipped_videos"] = skipped
+        if self.ctx.data is not None:
+            summary["data"] = str(self.ctx.data)
         pred = None
         if len(self.datasets.get("test", ())):
             summary["test"], pred = self._score("test")
+        val_pred = self._score("val")[1] if self.detector else None  # for thresholds chosen on validation
         if self.env.is_main:
             if pred is not None:
                 write_csv(pred, self.run / PREDICTIONS)
+            if val_pred is not None:
+                write_csv(val_pred, self.run / VAL_PREDICTIONS)
             save_learning_curves(self.history, self.run / CURVES)
             write_summary(summary, self.run / SUMMARY)
         distributed.barrier()

@@ -1,0 +1,185 @@
+"""``fmkit evaluate``: a run's best checkpoint scored on the test split of one or more faces folders.
+
+For each faces folder (named by :func:`data_name`), ``evaluate_run`` writes into ``out/<name>/``:
+
+- ``videos.csv``: one row per test video: video_id, label, prob (mean of its frames or
+  clips), identity, method;
+- ``roc.png`` (video-level ROC curve) and ``scores.png`` (video scores by class);
+- ``methods.csv``: the video AUC on all fakes and on each manipulation method's fakes (against
+  all real videos), with 95 % intervals resampling identities;
+
+and into ``out/``: ``metrics.json`` (per faces folder: item-level — frames, or clips for video
+models — and video-level metrics, accuracy at 0.5 and at the validation EER thresholds, each
+with a 95 % interval resampling identities) and ``cross_dataset.csv``, the tidy
+generalisation table: one row per (train set, test set, level) with AUC, its interval, ACC,
+ACC at the validation threshold and EER.
+
+Thresholds come from the run's validation predictions (``val_predictions.csv``, written by
+the trainer: the EER point of the validation split it was trained with), never from the
+evaluated data; runs without that file report accuracy at 0.5 only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from torch import nn
+from torch.utils.data import Dataset
+
+from fmkit.config import resolve_config
+from fmkit.data.datasets import ClipDataset
+from fmkit.engine.compare import auc_by_method, video_info, videos_of
+from fmkit.engine.data import build_datasets
+from fmkit.engine.loop import predict
+from fmkit.engine.report import json_safe
+from fmkit.errors import FmkitError
+from fmkit.io import atomic_path, write_csv, write_json
+from fmkit.metrics import MetricWarning, compute_metrics, eer_threshold, metric_intervals, roc, video_level
+from fmkit.models.checkpoint import checkpoint_path, load, read_checkpoint
+
+Extras = Callable[[nn.Module, Dataset, Path, str], Mapping[str, Any]]
+LEVEL_KEYS = ("auc", "acc", "acc_at_threshold", "eer")
+
+
+def data_name(path: str | os.PathLike) -> str:
+    """A faces folder's name in tables: the folder's name, or its parent's when it is called ``faces``."""
+    folder = Path(path).resolve()
+    folder = folder.parent if folder.suffix == ".csv" else folder
+    return folder.parent.name if folder.name == "faces" and folder.parent.name else folder.name
+
+
+def run_config(run: str | os.PathLike) -> dict[str, Any]:
+    """The resolved training config stored in a run's checkpoint (FmkitError when absent)."""
+    run = Path(run)
+    if not run.exists():
+        raise FmkitError(f"run not found: {run} (expected a run folder of `fmkit train` or a checkpoint file)")
+    if run.is_dir() and not (run / "config.yaml").is_file():
+        raise FmkitError(
+            f"{run} is not a run folder: it has no config.yaml (expected a folder written by "
+            "`fmkit train`, or a checkpoint file)"
+        )
+    stored = read_checkpoint(checkpoint_path(run)).get("train_config")
+    if stored is None:
+        raise FmkitError(f"{checkpoint_path(run)} records no training config: its data settings are unknown")
+    return resolve_config(stored)
+
+
+def validation_thresholds(run: str | os.PathLike) -> tuple[float | None, float | None]:
+    """(item, video) EER thresholds on the run's validation predictions; (None, None) without them."""
+    path = Path(run) / "val_predictions.csv"
+    if not path.is_file():
+        return None, None
+    val = pd.read_csv(path, dtype={"video_id": str})
+    videos = video_level(val["prob"], val["label"], val["video_id"].tolist())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetricWarning)
+        item, video = eer_threshold(val["prob"], val["label"]), eer_threshold(videos["prob"], videos["label"])
+    return (item if item == item else None), (video if video == video else None)
+
+
+def train_name(run: str | os.PathLike) -> str:
+    """The training set of a run, for the cross-dataset table (its faces folder's name, else the run's)."""
+    summary = Path(run) / "metrics.json"
+    data = json.loads(summary.read_text()).get("data") if summary.is_file() else None
+    return data_name(data) if data else Path(run).name
+
+
+def _unique_names(paths: Sequence[str | os.PathLike]) -> list[str]:
+    names: list[str] = []
+    for path in paths:
+        name = data_name(path)
+        names.append(name if name not in names else f"{name}_{len(names)}")
+    return names
+
+
+def _figures(videos: pd.DataFrame, folder: Path, title: str) -> None:
+    from fmkit.plots import roc_curves, score_histogram
+
+    curve = roc(videos["prob"], videos["label"])
+    figures = {
+        "roc.png": roc_curves({title: (curve["fpr"].to_numpy(), curve["tpr"].to_numpy())}),
+        "scores.png": score_histogram(videos["prob"], videos["label"], title),
+    }
+    for name, fig in figures.items():
+        with atomic_path(folder / name) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+
+
+def evaluate_run(
+    run: str | os.PathLike,
+    data: Sequence[str | os.PathLike],
+    out: str | os.PathLike | None = None,
+    *,
+    split: str = "test",
+    device: str = "cpu",
+    resamples: int = 1000,
+    seed: int = 0,
+    extras: Extras | None = None,
+    progress: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """Score ``run`` on ``split`` of every faces folder in ``data``; write the files above into ``out``.
+
+    Returns ``{data name: metrics}``; ``extras(model, dataset, folder, split)`` adds model-specific
+    entries (the CLI adds the whitening layer's decorrelation and concept AUC).
+    """
+    if not data:
+        raise FmkitError("evaluate needs at least one faces folder (--data FACES)")
+    cfg = run_config(run)
+    model = load(run, device=device)
+    threshold, video_threshold = validation_thresholds(run)
+    trained_on = train_name(run)
+    report: dict[str, dict[str, Any]] = {}
+    rows = []
+    for name, folder in zip(_unique_names(data), data):
+        folder = Path(folder)
+        dataset = build_datasets(folder, cfg["data"])[split]
+        if len(dataset) == 0:
+            raise FmkitError(f"no {split} items in {folder}")
+        pred = predict(model, dataset, device=device, progress=progress)
+        info = video_info(folder)
+        ids = pred["video_id"].tolist()
+        groups = pred["video_id"].map(info["identity"]).fillna(pred["video_id"]).tolist()
+        items = "clips" if isinstance(dataset, ClipDataset) else "frames"
+        metrics: dict[str, Any] = {"split": split, "items": items}
+        metrics.update(
+            compute_metrics(pred["prob"], pred["label"], ids, threshold=threshold, video_threshold=video_threshold)
+        )
+        metrics["intervals"] = metric_intervals(
+            pred["prob"],
+            pred["label"],
+            groups,
+            ids,
+            threshold=threshold,
+            video_threshold=video_threshold,
+            resamples=resamples,
+            seed=seed,
+        )
+        if extras is not None:
+            metrics.update(extras(model, dataset, folder, split))
+        videos = videos_of(pred, info, f"run {run}")
+        methods = auc_by_method(videos.assign(model=trained_on), resamples=resamples, seed=seed).drop(columns="model")
+        metrics["methods"] = methods.set_index("fakes")[["auc", "lo", "hi"]].to_dict("index")
+        report[name] = metrics
+        for level, prefix in ((items[:-1], ""), ("video", "video_")):
+            row = {"train": trained_on, "test": name, "level": level}
+            row.update({key: metrics.get(prefix + key) for key in LEVEL_KEYS})
+            row["lo"], row["hi"] = metrics["intervals"][prefix + "auc"]
+            row["n"] = metrics["n_videos"] if prefix else metrics["n"]
+            row["identities"] = videos["identity"].nunique()
+            rows.append(row)
+        if out is not None:
+            target = Path(out) / name
+            write_csv(videos, target / "videos.csv")
+            write_csv(methods, target / "methods.csv")
+            _figures(videos, target, f"{trained_on} → {name}")
+    if out is not None:
+        write_json(json_safe(report), Path(out) / "metrics.json")
+        columns = ["train", "test", "level", "auc", "lo", "hi", *LEVEL_KEYS[1:], "n", "identities"]
+        write_csv(pd.DataFrame(rows)[columns], Path(out) / "cross_dataset.csv")
+    return report
