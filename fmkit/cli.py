@@ -201,10 +201,16 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _pipeline(args: argparse.Namespace) -> int:
-    from fmkit.pipeline import run_pipeline
+    from fmkit.engine.evaluation import SUMMARY_TABLE
+    from fmkit.pipeline import REPORT, run_pipeline
 
-    run_dir = run_pipeline(args.config, args.output, overrides=args.param)
-    print(f"pipeline finished: {run_dir}")
+    run_dir = run_pipeline(args.config, args.output, overrides=args.param, resume=args.resume)
+    summary = run_dir / SUMMARY_TABLE
+    if summary.is_file():
+        import pandas as pd
+
+        print(pd.read_csv(summary).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"pipeline finished: {run_dir / REPORT}")
     return 0
 
 
@@ -284,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="override a pipeline parameter (repeatable)",
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="skip notebooks already executed with the same parameters and inputs"
     )
     p.set_defaults(run=_pipeline)
 

@@ -264,9 +264,7 @@ def explanation_grid(
         for c, method_maps in enumerate(maps.values(), start=2):
             _overlay(axes[i, c], image, method_maps[i])
         if titles is not None:
-            axes[i, 0].text(
-                -0.08, 0.5, titles[i], transform=axes[i, 0].transAxes, ha="right", va="center", fontsize=7, wrap=True
-            )
+            axes[i, 0].text(-0.08, 0.5, titles[i], transform=axes[i, 0].transAxes, ha="right", va="center", fontsize=7)
     for c, name in enumerate(["image", "ground-truth mask", *maps]):
         axes[0, c].set_title(name, fontsize=8)
     fig.tight_layout()
@@ -279,7 +277,7 @@ def neighbour_grid(images: Sequence[object], probs: Sequence[float], relabels: S
     n = len(images)
     cols = max(1, min(cols, n))
     rows = max(1, int(np.ceil(n / cols)))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.35 * cols, 1.55 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.35 * cols, 1.75 * rows), squeeze=False)
     for ax in axes.ravel():
         ax.set_axis_off()
     for ax, image, p, r in zip(axes.ravel(), images, probs, relabels):
@@ -301,12 +299,15 @@ def _explained_row(
     """One face explained by ``explain(image, sigma, n_samples)``, as one row of :func:`explanation_grid`."""
     out = explain(images[face], sigma, n_samples)
     saliency = getattr(out, "map", out)
-    title = titles[face] if titles is not None else f"face {face}"
+    title = (titles[face] if titles is not None else f"face {face}").replace("\n", " · ")
     fidelity = getattr(out, "fidelity", None)
     if fidelity is not None:
-        title += f"\nfidelity acc {fidelity['acc']:.2f} · {out.n_flipped}/{out.n_samples} flipped"
+        title += f"\n{out.n_flipped} of {out.n_samples} neighbours flipped · student fidelity acc {fidelity['acc']:.2f}"
     mask = [masks[face]] if masks is not None else None
-    return explanation_grid([images[face]], {f"relabel σ={sigma:g}, n={n_samples}": [saliency]}, mask, [title])
+    fig = explanation_grid([images[face]], {f"relabel σ={sigma:g}, n={n_samples}": [saliency]}, mask)
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def browse_explanations(
@@ -342,3 +343,13 @@ def browse_explanations(
         ),
     )
     return None
+
+
+def confusion_matrices(matrices: dict[str, pd.DataFrame]) -> Figure:
+    """2 × 2 count tables (rows true class, columns called class) side by side as annotated heatmaps."""
+    fig, axes = plt.subplots(1, len(matrices), figsize=(2.6 * len(matrices), 2.5), squeeze=False)
+    for ax, (name, table) in zip(axes[0], matrices.items()):
+        sns.heatmap(table, annot=True, fmt="d", cbar=False, cmap="Blues", ax=ax)
+        ax.set_title(name, fontsize=8)
+    fig.tight_layout()
+    return fig

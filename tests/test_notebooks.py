@@ -87,21 +87,77 @@ def test_pipeline_errors_are_clear(tmp_path, tiny_synth):
         run_pipeline(_config(tmp_path, tiny_synth, [{"name": "01_preprocessing"}]), tmp_path / "run", ["frames"])
 
 
-def test_notebook_02_runs_under_papermill(synth_faces, tiny_synth, tmp_path):
-    params = {
-        "faces_dir": str(synth_faces),
-        "epochs": 1,
-        "settings": ["data.size=32", "data.batch_size=16"],
-        "whitening_settings": ["model.group_size=64", "callbacks.concept_alignment.every=2"],
-        "n_top": 3,
-    }
-    cfg = _config(tmp_path, tiny_synth, [{"name": "02_whitening_detector", "parameters": params}])
-    run = run_pipeline(cfg, tmp_path / "run")
-    executed = nbformat.read(run / "notebooks" / "02_whitening_detector.ipynb", as_version=4)
+TINY = [
+    {"name": "01_preprocessing", "parameters": {"frames": 4, "size": 64}},
+    {
+        "name": "02_whitening_detector",
+        "parameters": {
+            "epochs": 1,
+            "settings": ["data.size=32", "data.batch_size=16"],
+            "whitening_settings": ["model.group_size=64", "callbacks.concept_alignment.every=2"],
+            "n_top": 3,
+        },
+    },
+    {
+        "name": "03_td3dcnn",
+        "parameters": {
+            "clip_len": 3,
+            "size": 32,
+            "epochs": 1,
+            "ablation_keeps": [0.5],
+            "settings": ["model.width=8", "data.batch_size=8", "data.clips_per_video=1", "data.eval_clips=2"],
+            "frame_settings": ["data.size=32", "data.batch_size=16"],
+        },
+    },
+    {
+        "name": "04_relabel_distillation",
+        "parameters": {
+            "epochs": 1,
+            "detector_settings": ["data.size=32", "data.batch_size=16"],
+            "vae_settings": ["data.size=64", "data.batch_size=16", "model.width=8", "model.latent=16"],
+            "n_images": 2,
+            "n_samples": 40,
+        },
+    },
+    {"name": "05_evaluation", "parameters": {"bootstrap": 50}},
+]
+
+
+def _outputs(run, name):
+    executed = nbformat.read(run / "notebooks" / f"{name}.ipynb", as_version=4)
     outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])]
-    assert not [o for o in outputs if o.get("output_type") == "error"]
-    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 4, "curves, heatmaps, galleries"
+    assert not [o for o in outputs if o.get("output_type") == "error"], name
     text = "".join(o.get("data", {}).get("text/plain", "") + o.get("text", "") for o in outputs)
+    return sum("image/png" in o.get("data", {}) for o in outputs), text
+
+
+@pytest.fixture(scope="module")
+def tiny_pipeline(tiny_synth, tmp_path_factory):
+    """All five notebooks on the tiny synthetic data, with tiny parameters."""
+    folder = tmp_path_factory.mktemp("pipeline")
+    with pytest.MonkeyPatch.context() as mp:  # one thread per kernel: small convolutions on shared cores
+        mp.setenv("OMP_NUM_THREADS", "1")
+        return run_pipeline(_config(folder, tiny_synth, TINY), folder / "run"), folder
+
+
+def test_pipeline_runs_all_five_notebooks_into_one_report(tiny_pipeline):
+    run, _ = tiny_pipeline
+    assert sorted(p.stem for p in (run / "notebooks").glob("*.ipynb")) == [s["name"] for s in TINY]
+    report = (run / "report.html").read_text()
+    for step in TINY:
+        assert f'href="notebooks/{step["name"]}.ipynb"' in report, step["name"]
+    assert report.count("<img") >= 8 and "video_auc" in report and "td3dcnn_nodrop" in report
+    assert "import pandas" not in report, "the report shows outputs, not code"
+    log = (run / "pipeline.log").read_text()
+    assert all(f"{s['name']}: finished" in log for s in TINY)
+    summary = pd.read_csv(run / "evaluation" / "summary.csv")
+    assert {"baseline2d", "whitening", "td3dcnn", "td3dcnn_nodrop", "td3dcnn_keep0.5"} <= set(summary["model"])
+
+
+def test_notebook_02_shows_the_whitening_figures_and_claims(tiny_pipeline):
+    run, _ = tiny_pipeline
+    images, text = _outputs(run, "02_whitening_detector")
+    assert images >= 4, "curves, heatmaps, galleries"
     for shown in ("blend_boundary", "mean |off-diag corr|", "whitening − baseline2d", "inside", "verdict"):
         assert shown in text, shown
     for name in ("baseline2d", "whitening"):
@@ -109,25 +165,78 @@ def test_notebook_02_runs_under_papermill(synth_faces, tiny_synth, tmp_path):
         assert metrics["best_epoch"] == 1 and "auc" in metrics["test"]
 
 
-def test_notebook_03_runs_under_papermill(synth_faces, tiny_synth, tmp_path):
-    params = {
-        "faces_dir": str(synth_faces),
-        "clip_len": 3,
-        "size": 32,
-        "epochs": 1,
-        "ablation_keeps": [0.5],
-        "settings": ["model.width=8", "data.batch_size=8", "data.clips_per_video=1", "data.eval_clips=2"],
-        "frame_settings": ["data.size=32", "data.batch_size=16"],
-    }
-    cfg = _config(tmp_path, tiny_synth, [{"name": "03_td3dcnn", "parameters": params}])
-    run = run_pipeline(cfg, tmp_path / "run")
-    executed = nbformat.read(run / "notebooks" / "03_td3dcnn.ipynb", as_version=4)
-    outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])]
-    assert not [o for o in outputs if o.get("output_type") == "error"]
-    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3, "dropout strip, curves, ROC"
-    text = "".join(o.get("data", {}).get("text/plain", "") + o.get("text", "") for o in outputs)
+def test_notebook_03_shows_dropout_roc_methods_ablation_and_claims(tiny_pipeline):
+    run, _ = tiny_pipeline
+    images, text = _outputs(run, "03_td3dcnn")
+    assert images >= 3, "dropout strip, curves, ROC"
     for shown in ("flicker", "td3dcnn_keep0.5", "temporal dropout helps", "verdict", "scored by every detector"):
         assert shown in text, shown
     for name in ("td3dcnn", "td3dcnn_nodrop", "td3dcnn_keep0.5"):
         metrics = json.loads((run / "td3dcnn" / name / "metrics.json").read_text())
         assert metrics["monitor"] == "val_video_auc" and "video_auc" in metrics["test"]
+
+
+def test_notebook_04_shows_the_vae_neighbours_overlays_and_metrics(tiny_pipeline):
+    run, _ = tiny_pipeline
+    images, text = _outputs(run, "04_relabel_distillation")
+    assert images >= 5, "VAE PNGs, neighbours, overlays, explorer"
+    for shown in ("PSNR", "neighbours flipped", "deletion", "insertion", "mask_agreement", "fidelity_acc"):
+        assert shown in text, shown
+    for shown in ("relabel beats random", "verdict"):
+        assert shown in text, shown
+    vae = run / "vae"
+    assert (vae / "reconstructions.png").is_file() and (vae / "samples.png").is_file()
+
+
+def test_notebook_05_scores_every_detector_the_same_way(tiny_pipeline):
+    run, _ = tiny_pipeline
+    images, text = _outputs(run, "05_evaluation")
+    assert images >= 2, "ROC curves, confusion matrices"
+    for shown in ("video_acc_at_threshold", "flicker", "train"):
+        assert shown in text, shown
+    for model in ("baseline2d", "td3dcnn"):
+        assert (run / "evaluation" / model / "cross_dataset.csv").is_file()
+
+
+def test_pipeline_resume_skips_unchanged_steps_and_a_failure_names_notebook_and_cell(tiny_pipeline, tiny_synth):
+    run, folder = tiny_pipeline
+    stamps = {p.name: p.stat().st_mtime_ns for p in (run / "notebooks").glob("*.ipynb")}
+    failing = [*TINY[:-1], {"name": "05_evaluation", "parameters": {"bootstrap": 50, "extra_faces": ["/no/such"]}}]
+    with pytest.raises(FmkitError, match=r"notebook 05_evaluation failed in cell \d+: FmkitError: .*/no/such"):
+        run_pipeline(_config(folder, tiny_synth, failing), run, resume=True)
+    log = (run / "pipeline.log").read_text()
+    assert all(f"{s['name']}: skipped" in log for s in TINY[:-1]) and "05_evaluation: FAILED in cell" in log
+    for step in TINY[:-1]:  # the finished notebooks are kept, not rerun
+        name = f"{step['name']}.ipynb"
+        assert (run / "notebooks" / name).stat().st_mtime_ns == stamps[name]
+    run_pipeline(_config(folder, tiny_synth, TINY), run, resume=True)  # only the failed step runs again
+    assert (run / "pipeline.log").read_text().count("05_evaluation: finished") == 2
+    assert (run / "notebooks" / "04_relabel_distillation.ipynb").stat().st_mtime_ns == stamps[
+        "04_relabel_distillation.ipynb"
+    ]
+
+
+def test_pipeline_configs_name_known_notebooks_and_parameters(tmp_path):
+    from fmkit.config import train_config
+    from fmkit.pipeline import DEFAULT_CONFIG, load_config
+
+    recipes = {  # (notebook, parameter) → the model whose recipe the overrides change
+        ("02_whitening_detector", "settings"): "whitening",
+        ("03_td3dcnn", "settings"): "td3dcnn",
+        ("03_td3dcnn", "frame_settings"): "baseline2d",
+        ("04_relabel_distillation", "detector_settings"): "baseline2d",
+        ("04_relabel_distillation", "vae_settings"): "vae",
+    }
+    configs = sorted(DEFAULT_CONFIG.parent.glob("*.yaml"))
+    assert {p.stem for p in configs} >= {"demo", "ffpp", "celebdf", "dfdc"}
+    for path in configs:
+        cfg = load_config(path)  # checks every step's notebook and parameter names
+        assert cfg["notebooks"], path.name
+        for step in cfg["notebooks"]:
+            for key, value in step["parameters"].items():
+                if (step["name"], key) in recipes:  # every override names a known config key
+                    train_config(recipes[step["name"], key], settings=value)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"notebooks": [{"name": "03_td3dcnn", "parameters": {"clip_length": 8}}]}))
+    with pytest.raises(FmkitError, match="notebook 03_td3dcnn has no parameter 'clip_length'"):
+        load_config(bad)

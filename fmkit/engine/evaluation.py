@@ -183,3 +183,74 @@ def evaluate_run(
         columns = ["train", "test", "level", "auc", "lo", "hi", *LEVEL_KEYS[1:], "n", "identities"]
         write_csv(pd.DataFrame(rows)[columns], Path(out) / "cross_dataset.csv")
     return report
+
+
+#: Where notebook 05 writes the pipeline's main table (relative to the pipeline's run folder).
+SUMMARY_TABLE = "evaluation/summary.csv"
+
+
+def find_runs(run_dir: str | os.PathLike) -> dict[str, Path]:
+    """Every finished detector run under a pipeline's run folder, by model folder name (sorted by path).
+
+    A run is a folder with ``metrics.json`` and ``test_predictions.csv`` (VAE runs have none).
+    """
+    runs: dict[str, Path] = {}
+    for summary in sorted(Path(run_dir).rglob("metrics.json")):
+        folder = summary.parent
+        if (folder / "test_predictions.csv").is_file() and (folder / "config.yaml").is_file():
+            name = folder.name if folder.name not in runs else f"{folder.parent.name}/{folder.name}"
+            runs[name] = folder
+    return runs
+
+
+def evaluate_runs(
+    runs: Mapping[str, str | os.PathLike],
+    data: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    **kw: Any,
+) -> tuple[dict[str, dict[str, dict[str, Any]]], pd.DataFrame]:
+    """:func:`evaluate_run` of every run into ``out/<run name>/``: ({run: {data: metrics}}, the
+    cross-dataset rows of all runs with a ``model`` column)."""
+    reports, tables = {}, []
+    for name, run in runs.items():
+        reports[name] = evaluate_run(run, data, Path(out) / name, **kw)
+        tables.append(pd.read_csv(Path(out) / name / "cross_dataset.csv").assign(model=name))
+    cross = pd.concat(tables, ignore_index=True)
+    return reports, cross[["model", *[c for c in cross.columns if c != "model"]]]
+
+
+def summary_table(reports: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> pd.DataFrame:
+    """One row per (model, test data): items, item- and video-level AUC with 95 % intervals, video
+    accuracy at the validation threshold and at 0.5, video EER, test videos."""
+    rows = []
+    for model, per_data in reports.items():
+        for name, m in per_data.items():
+            ci = m["intervals"]
+            rows.append(
+                {
+                    "model": model,
+                    "data": name,
+                    "items": m["items"],
+                    "auc": m["auc"],
+                    "auc_lo": ci["auc"][0],
+                    "auc_hi": ci["auc"][1],
+                    "video_auc": m["video_auc"],
+                    "video_lo": ci["video_auc"][0],
+                    "video_hi": ci["video_auc"][1],
+                    "video_acc_at_threshold": m.get("video_acc_at_threshold", float("nan")),
+                    "video_acc": m["video_acc"],
+                    "video_eer": m["video_eer"],
+                    "videos": m["n_videos"],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def confusion(videos: pd.DataFrame, threshold: float | None) -> pd.DataFrame:
+    """2 × 2 counts of test videos (rows: true real/fake; columns: called real/fake), calling a video
+    fake when its probability is at least ``threshold`` (the validation EER threshold; 0.5 when None)."""
+    from sklearn.metrics import confusion_matrix
+
+    t = 0.5 if threshold is None else threshold
+    counts = confusion_matrix(videos["label"], (videos["prob"] >= t).astype(int), labels=[0, 1])
+    return pd.DataFrame(counts, index=["real", "fake"], columns=["called real", "called fake"])

@@ -28,6 +28,8 @@ faithfulness curves of :mod:`fmkit.interpret.faithfulness` record).
    latent perturbation applied to the image itself, so detail the VAE cannot reconstruct (the
    high-frequency traces deepfake detectors rely on) survives and only the perturbation moves
    the teacher. With a blurry VAE, ``"decoded"`` neighbours can all look "real" to a detector.
+   :meth:`ReLabelDistiller.neighbours` returns the first neighbours of this step, their teacher
+   probabilities and re-labels, for display.
 3. **Re-label.** The teacher scores every neighbour: re-label 1 when its label (prob >= 0.5)
    differs from the teacher's label on x, else 0; the soft score of a neighbour is the teacher's
    probability of the *other* label, q_soft = 1 − s (the flip probability).
@@ -65,7 +67,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -210,6 +212,34 @@ class Explanation:
 Mode = Literal["residual", "decoded"]
 
 
+class Neighbours(NamedTuple):
+    """Neighbours of one image as :meth:`ReLabelDistiller.neighbours` draws them.
+
+    Attributes:
+        images: (n, 3, H, W) float32 neighbour images in [0, 1].
+        probs: (n,) the teacher's fake probabilities of the neighbours.
+        relabels: (n,) 1 where the teacher's label on a neighbour differs from its label on the image, else 0.
+    """
+
+    images: Tensor
+    probs: np.ndarray
+    relabels: np.ndarray
+
+
+@dataclass
+class _Projection:
+    """Step 1 of one image: the image x (3, H, W), its side hw, posterior (mu, std), reconstruction
+    (1, 3, H, W), the base the student's features are measured from and the VAE's device."""
+
+    x: Tensor
+    hw: tuple[int, int]
+    mu: Tensor
+    std: Tensor
+    recon: Tensor
+    base: Tensor
+    device: torch.device
+
+
 class ReLabelDistiller:
     """Explain a teacher's decision on one image by re-label distillation (module docstring: the steps).
 
@@ -288,19 +318,59 @@ class ReLabelDistiller:
     def _decode(self, z: Tensor, size: tuple[int, int]) -> Tensor:
         return _resize(self.vae.decode(z).detach().to("cpu", torch.float32), size)
 
-    def explain(self, image: Tensor | np.ndarray) -> Explanation:
-        """Explain the teacher's decision on one image (3, H, W) in [0, 1]; see the module docstring."""
-        x = check_image(image)
+    def _project(self, x: Tensor) -> _Projection:
+        """Step 1 for a checked image x (3, H, W); call inside :meth:`_vae_mode`."""
         hw = (x.shape[1], x.shape[2])
         side = getattr(self.vae, "size", None)
         vae_hw = (int(side), int(side)) if side is not None else hw
         device = _device(self.vae)
-        grid = min(self.grid, *hw)
+        mu, logvar = self.vae.encode(_resize(x[None], vae_hw).to(device))
+        recon = self._decode(mu, hw)
+        base = x[None] if self.mode == "residual" else recon
+        return _Projection(x, hw, mu, torch.exp(0.5 * logvar), recon, base, device)
+
+    def _draw(self, proj: _Projection, n: int, scale: float, gen: torch.Generator) -> Iterator[Tensor]:
+        """Step 2: ``n`` neighbours (B, 3, H, W) of the projected image at ``scale`` posterior stds, in
+        batches of ``batch_size``, from latents drawn with ``gen`` (call inside :meth:`_vae_mode`)."""
+        mu = proj.mu
+        for start in range(0, n, self.batch_size):
+            eps = torch.randn((min(self.batch_size, n - start), *mu.shape[1:]), generator=gen)
+            decoded = self._decode(mu + scale * proj.std * eps.to(proj.device, mu.dtype), proj.hw)
+            yield (proj.x[None] + decoded - proj.recon).clamp(0, 1) if self.mode == "residual" else decoded
+
+    def neighbours(self, image: Tensor | np.ndarray, n: int = 8) -> Neighbours:
+        """The first ``n`` neighbours :meth:`explain` draws for ``image`` (3, H, W) in [0, 1], for display.
+
+        For n <= ``n_samples`` these are exactly the explanation's first n neighbours (its first
+        round: scale ``sigma``, latents from a generator seeded with ``seed``); a larger n draws
+        further latents at the same scale. Escalation rounds are never shown.
+        Returns the neighbour images (n, 3, H, W), the teacher's fake probabilities (n,) and their
+        re-labels (n,): 1 where the teacher's label differs from its label on the image.
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise FmkitError(f"neighbours needs n >= 1, got {n!r}")
+        x = check_image(image)
+        gen = torch.Generator().manual_seed(self.seed)
+        batches: list[Tensor] = []
+        with self._vae_mode():
+            proj = self._project(x)
+            label = int(float(teacher_probs(self.teacher, x[None])[0]) >= 0.5)
+            for neigh in self._draw(proj, max(n, self.n_samples), self.sigma, gen):
+                batches.append(neigh)
+                if sum(len(b) for b in batches) >= n:
+                    break
+        images = torch.cat(batches)[:n]
+        probs = teacher_probs(self.teacher, images, self.batch_size)
+        return Neighbours(images, probs.numpy(), ((probs.numpy() >= 0.5).astype(np.int64) != label).astype(np.int64))
+
+    def explain(self, image: Tensor | np.ndarray) -> Explanation:
+        """Explain the teacher's decision on one image (3, H, W) in [0, 1]; see the module docstring."""
+        x = check_image(image)
         gen = torch.Generator().manual_seed(self.seed)
         with self._vae_mode():
-            mu, logvar = self.vae.encode(_resize(x[None], vae_hw).to(device))
-            std = torch.exp(0.5 * logvar)
-            recon = self._decode(mu, hw)
+            proj = self._project(x)
+            hw = proj.hw
+            grid = min(self.grid, *hw)
             if isinstance(self.reference, Tensor):
                 ref = check_image(self.reference, "reference")
                 if tuple(ref.shape[1:]) != hw:
@@ -309,19 +379,15 @@ class ReLabelDistiller:
             elif self.reference == "gray":
                 ref = torch.full_like(x[None], 0.5)
             else:
-                ref = self._decode(torch.zeros_like(mu), hw)
-            base = x[None] if self.mode == "residual" else recon
-            p_img, p_recon = teacher_probs(self.teacher, torch.cat([x[None], recon])).tolist()
+                ref = self._decode(torch.zeros_like(proj.mu), hw)
+            p_img, p_recon = teacher_probs(self.teacher, torch.cat([x[None], proj.recon])).tolist()
             label = int(p_img >= 0.5)
             feats: list[Tensor] = []
             probs: list[Tensor] = []
 
             def draw(n: int, scale: float) -> None:
-                for start in range(0, n, self.batch_size):
-                    eps = torch.randn((min(self.batch_size, n - start), *mu.shape[1:]), generator=gen)
-                    decoded = self._decode(mu + scale * std * eps.to(device, mu.dtype), hw)
-                    neigh = (x[None] + decoded - recon).clamp(0, 1) if self.mode == "residual" else decoded
-                    feats.append(F.adaptive_avg_pool2d(neigh - base, grid).flatten(1).double())
+                for neigh in self._draw(proj, n, scale, gen):
+                    feats.append(F.adaptive_avg_pool2d(neigh - proj.base, grid).flatten(1).double())
                     probs.append(teacher_probs(self.teacher, neigh, self.batch_size))
 
             sigmas = [self.sigma]
