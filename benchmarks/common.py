@@ -6,6 +6,7 @@ Run the benchmarks as scripts (``python benchmarks/<name>.py``); they import thi
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pandas as pd
@@ -46,3 +47,34 @@ def synth_faces(
         index, tmp / "faces", root=tmp / "data", cfg={"frames": sample, "size": crop}, workers=workers, progress=False
     )
     return tmp / "faces", summary
+
+
+def add_demo_data_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The ``data`` options of a benchmark on the demo's synthetic data (defaults = configs/demo.yaml)."""
+    from fmkit.data.synth import METHODS
+
+    d = parser.add_argument_group("data")
+    d.add_argument("--videos", type=int, default=99, help=f"real videos to synthesize (+{len(METHODS)} fakes each)")
+    d.add_argument("--frames", type=int, default=8, help="frames per synthetic video (and sampled by preprocess)")
+    d.add_argument("--size", type=int, default=128, help="synthetic frame size (px)")
+    d.add_argument("--crop", type=int, default=64, help="face crop size (px), also the training size")
+    d.add_argument("--workers", type=int, default=2, help="preprocess worker processes")
+    d.add_argument("--cache", type=Path, default=None, help="keep the synthetic videos and faces here and reuse them")
+    return d
+
+
+def demo_faces(args: argparse.Namespace, tmp: Path) -> tuple[Path, PreprocessSummary]:
+    """The faces folder of :func:`add_demo_data_arguments`' options (one identity per real video), in
+    ``args.cache`` (reused when there) or ``tmp``."""
+    print(f"synthesizing {args.videos} real videos and cropping their faces ...", flush=True)
+    return synth_faces(
+        args.cache or tmp,
+        videos=args.videos,
+        identities=min(args.videos, 99),
+        frames=args.frames,
+        size=args.size,
+        sample=args.frames,
+        crop=args.crop,
+        seed=args.seed,
+        workers=args.workers,
+    )

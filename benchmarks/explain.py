@@ -35,12 +35,11 @@ import time
 from pathlib import Path
 
 import torch
-from common import synth_faces
+from common import add_demo_data_arguments, demo_faces
 
 from fmkit.config import train_config
 from fmkit.data.datasets import FrameDataset
 from fmkit.data.schema import read_faces
-from fmkit.data.synth import METHODS as FAKE_METHODS
 from fmkit.interpret import explain_eval as ee
 from fmkit.models import load
 
@@ -59,15 +58,7 @@ def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    d = ap.add_argument_group("data")
-    d.add_argument(
-        "--videos", type=int, default=99, help=f"real videos to synthesize (+{len(FAKE_METHODS)} fakes each)"
-    )
-    d.add_argument("--frames", type=int, default=8, help="frames per synthetic video (and sampled by preprocess)")
-    d.add_argument("--size", type=int, default=128, help="synthetic frame size (px)")
-    d.add_argument("--crop", type=int, default=64, help="face crop size (px), also the detector's training size")
-    d.add_argument("--workers", type=int, default=2, help="preprocess worker processes")
-    d.add_argument("--cache", type=Path, default=None, help="keep the synthetic videos and faces here and reuse them")
+    d = add_demo_data_arguments(ap)
     d.add_argument("--faces", type=Path, default=None, help="use this faces folder instead of synthesizing one")
     t = ap.add_argument_group("models (default: trained from the recipes in fmkit/configs/train/)")
     t.add_argument("--detector-run", type=Path, default=None, help="a finished baseline2d run folder to explain")
@@ -103,18 +94,7 @@ def main() -> None:
         if args.faces is not None:
             faces = args.faces
         else:
-            print(f"synthesizing {args.videos} real videos and cropping their faces ...", flush=True)
-            faces, _ = synth_faces(
-                args.cache or tmp,
-                videos=args.videos,
-                identities=min(args.videos, 99),
-                frames=args.frames,
-                size=args.size,
-                sample=args.frames,
-                crop=args.crop,
-                seed=args.seed,
-                workers=args.workers,
-            )
+            faces, _ = demo_faces(args, tmp)
         t_data = time.perf_counter() - t0
         out = args.out or tmp / "runs"
         t1 = time.perf_counter()

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from common import synth_faces
+from common import add_demo_data_arguments, demo_faces
 from torch.utils.flop_counter import FlopCounterMode
 
 from fmkit.config import train_config
@@ -59,13 +59,7 @@ def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    d = ap.add_argument_group("data")
-    d.add_argument("--videos", type=int, default=99, help=f"real videos to synthesize (+{len(METHODS)} fakes each)")
-    d.add_argument("--frames", type=int, default=8, help="frames per synthetic video (and sampled by preprocess)")
-    d.add_argument("--size", type=int, default=128, help="synthetic frame size (px)")
-    d.add_argument("--crop", type=int, default=64, help="face crop size (px), also the training size")
-    d.add_argument("--workers", type=int, default=2, help="preprocess worker processes")
-    d.add_argument("--cache", type=Path, default=None, help="keep the synthetic videos and faces here and reuse them")
+    add_demo_data_arguments(ap)
     t = ap.add_argument_group("training (default: the recipes in fmkit/configs/train/)")
     t.add_argument("--clip-len", type=int, default=8, help="frames per clip T")
     t.add_argument("--epochs", type=int, default=None)
@@ -161,18 +155,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         t0 = time.perf_counter()
-        print(f"synthesizing {args.videos} real videos and cropping their faces ...", flush=True)
-        faces, prep = synth_faces(
-            args.cache or tmp,
-            videos=args.videos,
-            identities=min(args.videos, 99),
-            frames=args.frames,
-            size=args.size,
-            sample=args.frames,
-            crop=args.crop,
-            seed=args.seed,
-            workers=args.workers,
-        )
+        faces, prep = demo_faces(args, tmp)
         t_data = time.perf_counter() - t0
         out = args.out or tmp / "runs"
         runs = {}

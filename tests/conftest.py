@@ -8,6 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -77,6 +80,23 @@ def synth_faces(tiny_synth: Path, tmp_path_factory: pytest.TempPathFactory) -> P
         build_index(tiny_synth, "folder").df, out, root=tiny_synth, cfg={"frames": 4, "size": 64}, progress=False
     )
     return out
+
+
+class PixelVAE:
+    """A stand-in VAE for explanation tests: the identity on a coarse grid of cell means, so that latent
+    perturbations move known image regions (encode: z = (cell means − 0.5) / s with std 1; decode
+    upsamples the cells)."""
+
+    def __init__(self, size: int = 32, grid: int = 8, s: float = 0.1) -> None:
+        self.size, self.grid, self.s = size, grid, s
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        mu = ((F.adaptive_avg_pool2d(x, self.grid) - 0.5) / self.s).flatten(1)
+        return mu, torch.zeros_like(mu)
+
+    def decode(self, z: Tensor) -> Tensor:
+        cells = 0.5 + self.s * z.view(-1, 3, self.grid, self.grid)
+        return F.interpolate(cells, size=(self.size, self.size), mode="nearest").clamp(0, 1)
 
 
 def run_ranks(fn: Callable[[], object], out: Path, world: int = 2, timeout: float = 180) -> None:

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import PixelVAE
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
@@ -26,21 +27,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 SIZE = 32
 HALF = SIZE // 2
-
-
-class PixelVAE:
-    """An identity-like "VAE" on a coarse grid: z = (cell means − 0.5) / s, std 1; decode upsamples the cells."""
-
-    def __init__(self, size: int = SIZE, grid: int = 8, s: float = 0.1) -> None:
-        self.size, self.grid, self.s = size, grid, s
-
-    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        mu = ((F.adaptive_avg_pool2d(x, self.grid) - 0.5) / self.s).flatten(1)
-        return mu, torch.zeros_like(mu)
-
-    def decode(self, z: Tensor) -> Tensor:
-        cells = 0.5 + self.s * z.view(-1, 3, self.grid, self.grid)
-        return F.interpolate(cells, size=(self.size, self.size), mode="nearest").clamp(0, 1)
 
 
 class QuadrantNet(nn.Module):

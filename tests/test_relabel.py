@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
+from conftest import PixelVAE
 from torch import Tensor, nn
 
 import fmkit.models.vae  # noqa: F401  (registers "vae")
@@ -21,21 +21,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 SIZE = 32
 HALF = SIZE // 2
-
-
-class PixelVAE:
-    """An identity-like "VAE" on a coarse grid: z = (cell means − 0.5) / s, std 1; decode upsamples the cells."""
-
-    def __init__(self, size: int = SIZE, grid: int = 8, s: float = 0.1) -> None:
-        self.size, self.grid, self.s = size, grid, s
-
-    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        mu = ((F.adaptive_avg_pool2d(x, self.grid) - 0.5) / self.s).flatten(1)
-        return mu, torch.zeros_like(mu)
-
-    def decode(self, z: Tensor) -> Tensor:
-        cells = 0.5 + self.s * z.view(-1, 3, self.grid, self.grid)
-        return F.interpolate(cells, size=(self.size, self.size), mode="nearest").clamp(0, 1)
 
 
 def region_teacher(threshold: float, sign: float = 1.0, k: float = 50.0) -> Callable[[Tensor], Tensor]:
