@@ -40,6 +40,7 @@ from common import add_demo_data_arguments, demo_faces
 from fmkit.config import train_config
 from fmkit.data.datasets import FrameDataset
 from fmkit.data.schema import read_faces
+from fmkit.engine.evaluation import run_settings
 from fmkit.interpret import explain_eval as ee
 from fmkit.models import load
 
@@ -108,7 +109,7 @@ def main() -> None:
         vae_run = args.vae_run or ee.trained(vae_cfg, faces, out / "vae")
         t_train = time.perf_counter() - t1
         detector, vae = load(detector_run), load(vae_run)
-        size = ee.trained_size(detector_run)
+        size = run_settings(detector_run)[0]
         summary = json.loads((detector_run / "metrics.json").read_text())
         recon = ee.reconstruction_error(vae, FrameDataset(faces, split="test"))
         manifest = read_faces(faces)

@@ -70,6 +70,12 @@ def run_config(run: str | os.PathLike) -> dict[str, Any]:
     return resolve_config(stored)
 
 
+def run_settings(run: str | os.PathLike) -> tuple[int | None, int | None]:
+    """(input size, clip length or None for a frame model) of a trained detector's run or checkpoint."""
+    data = run_config(run)["data"]
+    return data["size"], data["clip_len"] if data["kind"] == "clip" else None
+
+
 def validation_thresholds(run: str | os.PathLike) -> tuple[float | None, float | None]:
     """(item, video) EER thresholds on the run's validation predictions; (None, None) without them."""
     path = Path(run) / "val_predictions.csv"

@@ -30,8 +30,7 @@ Re-label distillation (:mod:`fmkit.interpret.relabel`) and the Captum baselines
    lies below, UNDECIDED otherwise.
 
 :func:`reconstruction_error` measures the VAE the distiller perturbs (per-pixel squared error and
-PSNR of its reconstructions); :func:`trained` reuses a finished run folder or trains it, and
-:func:`trained_size` reads the side a run's model was trained at.
+PSNR of its reconstructions); :func:`trained` reuses a finished run folder or trains it.
 """
 
 from __future__ import annotations
@@ -530,18 +529,3 @@ def trained(config: Mapping[str, Any], faces: str | os.PathLike, out: str | os.P
     if (out / "metrics.json").is_file():
         return out
     return train(config, faces, out, resume=True)
-
-
-def trained_size(run: str | os.PathLike) -> int | None:
-    """The side a run's model was trained at: ``data.size`` of the run's ``config.yaml`` (None: the crop size).
-
-    Read as written, without validating the rest of the config (a run of an older fmkit may hold keys
-    this one no longer knows).
-    """
-    from fmkit.config import read_yaml
-
-    path = Path(run) / "config.yaml"
-    if not path.is_file():
-        raise FmkitError(f"{run} is not a training run folder (no config.yaml)")
-    size = (read_yaml(path).get("data") or {}).get("size")
-    return int(size) if size is not None else None

@@ -19,13 +19,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from fmkit.config import PREPROCESS, defaults, resolve_config
+from fmkit.config import PREPROCESS, defaults
 from fmkit.data.datasets import read_rgb
 from fmkit.data.faces import FaceDetector, face_crops
+from fmkit.engine.evaluation import run_settings
 from fmkit.errors import FmkitError
 from fmkit.interpret.attribution import METHODS, attribute
 from fmkit.interpret.relabel import ReLabelDistiller, as_teacher
-from fmkit.models.checkpoint import checkpoint_path, load, read_checkpoint
+from fmkit.models.checkpoint import load
 
 #: ``fmkit explain --method`` choices: re-label distillation and the Captum baselines.
 EXPLAIN_METHODS = ("relabel", *(m for m in METHODS if m != "random"))
@@ -60,15 +61,6 @@ class FileExplanation:
             "fidelity": self.fidelity,
             "seconds": round(self.seconds, 3),
         }
-
-
-def run_settings(run: str | os.PathLike) -> tuple[int | None, int | None]:
-    """(input size, clip length or None for frame models) of a trained detector's run or checkpoint."""
-    stored = read_checkpoint(checkpoint_path(Path(run))).get("train_config")
-    if stored is None:
-        return None, None
-    data = resolve_config(stored)["data"]
-    return data["size"], data["clip_len"] if data["kind"] == "clip" else None
 
 
 def load_face(
