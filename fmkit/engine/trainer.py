@@ -252,6 +252,9 @@ class Trainer:
         }
         if self.scheduler is not None:
             self.scheduler.step()
+        # DDP sends rank 0's buffers at each forward, so after the last step each rank holds its own
+        # running statistics: take rank 0's before the sharded validation and the checkpoint
+        distributed.broadcast_(list(self.model.buffers()))
         val, _ = self._score("val")
         row.update({f"val_{k}": val[k] for k in ROW_METRICS if k in val})
         row["lr"] = lr
