@@ -22,7 +22,13 @@ Training keys (``TRAIN``):
   validation/test video, scored by their mean), ``short_videos`` (a video with fewer face
   crops than ``clip_len``: ``error``, or ``skip`` it with a warning, recorded in the run's
   metrics.json), ``batch_size``,
-  ``eval_batch_size`` (null: ``batch_size``), ``num_workers``, ``balance`` (class-balanced
+  ``eval_batch_size`` (null: ``batch_size``), ``num_workers`` (DataLoader worker processes;
+  persistent over the epochs, see :mod:`fmkit.engine.data`), ``prefetch_factor`` (batches
+  each worker loads ahead; null: torch's 2; used with ``num_workers`` > 0), ``cache`` (null:
+  decode the JPEG crops; ``auto`` or a folder: read them from one packed, memory-mapped file
+  of decoded crops, built once and rebuilt when the manifest changes; ``auto`` keeps it in
+  the faces folder, or the user cache when that folder is read-only, and only when it fits
+  on disk; see :mod:`fmkit.data.cache`), ``balance`` (class-balanced
   sampling: as many real as fake training items per epoch), ``sbi`` (Self-Blended Images
   training: each real training crop with a fresh self-blend of it, instead of the
   dataset's own fakes; frame models), ``augment`` (training
@@ -262,6 +268,8 @@ TRAIN: Schema = {
         "batch_size": Option(32, integer(1)),
         "eval_batch_size": Option(None, integer(1, nullable=True)),
         "num_workers": Option(0, integer(0)),
+        "prefetch_factor": Option(None, integer(1, nullable=True)),
+        "cache": Option(None, text()),
         "balance": Option(False, boolean),
         "sbi": Option(False, boolean),
         "augment": {
@@ -289,7 +297,7 @@ TRAIN: Schema = {
 }
 
 #: Keys of a training config that may change when a run is resumed (they do not change the result).
-RESUMABLE_CHANGES = ("epochs", "device", "data.num_workers")
+RESUMABLE_CHANGES = ("epochs", "device", "data.num_workers", "data.cache", "data.prefetch_factor")
 
 PREPROCESS: Schema = {
     "frames": Option(32, integer(1)),  # frames sampled evenly over each video

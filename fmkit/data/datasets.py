@@ -3,6 +3,10 @@
 Items are ``(x, y)``: ``x`` a float tensor in [0, 1] — (3, H, W) for ``FrameDataset``,
 (3, T, H, W) for ``ClipDataset`` — and ``y`` the label as a float tensor (1 fake, 0 real).
 ``video_ids[i]`` is the video of item ``i`` (for video-level metrics).
+
+With ``cache=`` (a :class:`fmkit.data.cache.PackedCrops`, ``"auto"`` or a folder: see
+:mod:`fmkit.data.cache`) the crops' pixels come from the packed, memory-mapped cache
+instead of their JPEG files; the items are bit-identical either way.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import os
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 import pandas as pd
@@ -21,7 +26,13 @@ from torch.utils.data import Dataset
 from fmkit.data.schema import SPLITS, faces_root, read_faces
 from fmkit.errors import FmkitError
 
+if TYPE_CHECKING:
+    from fmkit.data.cache import PackedCrops
+
 Transform = Callable[[torch.Tensor], torch.Tensor]
+#: The ``cache`` argument of the datasets: an open cache, ``"auto"`` or a cache folder (opened, built if needed),
+#: or None (decode the JPEG crops).
+CacheArg = Union["PackedCrops", str, os.PathLike, None]
 
 
 def open_manifest(
@@ -59,10 +70,25 @@ def read_rgb(path: Path) -> np.ndarray:
         raise FmkitError(f"unreadable image {path}: {exc}") from None
 
 
+def to_tensor(pixels: np.ndarray) -> torch.Tensor:
+    """uint8 RGB pixels (..., H, W, 3) → float tensor (3, ..., H, W) in [0, 1]: (H, W, 3) → (3, H, W),
+    (T, H, W, 3) → (3, T, H, W)."""
+    channels_first = np.ascontiguousarray(np.moveaxis(pixels, -1, 0))  # numpy, single-threaded: torch's threaded
+    return torch.from_numpy(channels_first.astype(np.float32) / 255.0)  # permute copy stalls on busy cores
+
+
 def load_image(path: Path) -> torch.Tensor:
     """An RGB image file → float tensor (3, H, W) in [0, 1]."""
-    arr = read_rgb(path).astype(np.float32) / 255.0
-    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+    return to_tensor(read_rgb(path))
+
+
+def resolve_cache(cache: CacheArg, df: pd.DataFrame, root: Path) -> PackedCrops | None:
+    """``cache`` as an open cache: a PackedCrops as is; ``"auto"`` or a folder opened (built) for manifest ``df``."""
+    from fmkit.data.cache import PackedCrops, open_cache
+
+    if cache is None or isinstance(cache, PackedCrops):
+        return cache
+    return open_cache(df, root, cache)
 
 
 def load_mask(path: Path) -> torch.Tensor:
@@ -72,7 +98,10 @@ def load_mask(path: Path) -> torch.Tensor:
 
 
 class FrameDataset(Dataset):
-    """One face crop per item: ``(x (3, H, W), y)``; ``transform`` maps x to x."""
+    """One face crop per item: ``(x (3, H, W), y)``; ``transform`` maps x to x.
+
+    ``cache``: read the crops from a packed cache (see the module doc) instead of decoding them.
+    """
 
     def __init__(
         self,
@@ -80,18 +109,24 @@ class FrameDataset(Dataset):
         split: str | Sequence[str] | None = None,
         transform: Transform | None = None,
         root: str | os.PathLike | None = None,
+        cache: CacheArg = None,
     ) -> None:
         df, self.root = open_manifest(manifest, root)
+        self.cache = resolve_cache(cache, df, self.root)
         self.frame = filter_split(df, split).sort_values(["video_id", "frame_idx"]).reset_index(drop=True)
         self.transform = transform
         self.video_ids: list[str] = self.frame["video_id"].astype(str).tolist()
         self.labels = torch.tensor(self.frame["label"].to_numpy(), dtype=torch.float32)
+        self.cache_rows = self.cache.rows(self.frame["crop_path"].tolist()) if self.cache is not None else None
 
     def __len__(self) -> int:
         return len(self.frame)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x = load_image(self.root / self.frame.at[i, "crop_path"])
+        if self.cache is not None:
+            x = to_tensor(self.cache.array[self.cache_rows[i]])
+        else:
+            x = load_image(self.root / self.frame.at[i, "crop_path"])
         if self.transform is not None:
             x = self.transform(x)
         return x, self.labels[i]
@@ -121,7 +156,8 @@ class ClipDataset(Dataset):
     ``(video_id, crops)`` (``short_videos="skip"``). It is never padded: repeated frames
     would be a frozen-video cue that real videos do not have, and faces are missed more
     often in fakes. ``transform`` maps the whole volume (3, T, H, W), so one random
-    augmentation serves every frame of a clip.
+    augmentation serves every frame of a clip. ``cache``: read the crops from a packed
+    cache (see the module doc) instead of decoding them.
     """
 
     def __init__(
@@ -135,6 +171,7 @@ class ClipDataset(Dataset):
         seed: int = 0,
         short_videos: str = "error",
         root: str | os.PathLike | None = None,
+        cache: CacheArg = None,
     ) -> None:
         if short_videos not in SHORT_VIDEOS:
             raise FmkitError(f"unknown short_videos {short_videos!r}: expected one of {', '.join(SHORT_VIDEOS)}")
@@ -143,6 +180,7 @@ class ClipDataset(Dataset):
         if sampling not in SAMPLING:
             raise FmkitError(f"unknown clip sampling {sampling!r}: expected one of {', '.join(SAMPLING)}")
         df, self.root = open_manifest(manifest, root)
+        self.cache = resolve_cache(cache, df, self.root)
         df = filter_split(df, split).sort_values(["video_id", "frame_idx"])
         self.clip_len, self.transform, self.sampling, self.seed, self.epoch = clip_len, transform, sampling, seed, 0
         self.videos: list[list[str]] = []  # crop paths of each video
@@ -180,6 +218,8 @@ class ClipDataset(Dataset):
                 )
             warnings.warn(f"{message}: left out (short_videos=skip)", stacklevel=2)
         self.labels = torch.tensor(labels, dtype=torch.float32)
+        # the cache rows of each video's crops, in time order
+        self.cache_rows = [self.cache.rows(p) for p in self.videos] if self.cache is not None else None
 
     def set_epoch(self, epoch: int) -> None:
         """Draw the random clips of epoch ``epoch`` (``sampling="random"``)."""
@@ -197,9 +237,11 @@ class ClipDataset(Dataset):
         return len(self.items)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        s = self.start(i)
-        paths = self.videos[self.items[i][0]][s : s + self.clip_len]
-        x = torch.stack([load_image(self.root / p) for p in paths], dim=1)
+        s, v = self.start(i), self.items[i][0]
+        if self.cache is not None:
+            x = to_tensor(self.cache.array[self.cache_rows[v][s : s + self.clip_len]])
+        else:
+            x = torch.stack([load_image(self.root / p) for p in self.videos[v][s : s + self.clip_len]], dim=1)
         if self.transform is not None:
             x = self.transform(x)
         return x, self.labels[i]

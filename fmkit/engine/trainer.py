@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from fmkit.config import MONITORS, RESUMABLE_CHANGES, config_changes, dump_yaml, resolve_config
 from fmkit.engine import distributed
 from fmkit.engine.callbacks import build_callbacks
-from fmkit.engine.data import build_datasets, check_datasets, train_loader
+from fmkit.engine.data import build_datasets, check_datasets, release_loaders, train_loader
 from fmkit.engine.distributed import DistEnv
 from fmkit.engine.hooks import TrainContext, call_hooks, is_detector
 from fmkit.engine.loop import LossModule, mean_loss, predict, train_epoch
@@ -391,4 +391,5 @@ def train(
     try:
         return Trainer(cfg, datasets, folder, run, env, device, state, callbacks).fit()
     finally:
+        release_loaders()  # the persistent DataLoader workers of this run
         distributed.shutdown(env)
