@@ -45,14 +45,27 @@ def _index(args: argparse.Namespace) -> int:
 
 
 def _preprocess(args: argparse.Namespace) -> int:
-    from fmkit.data.preprocess import preprocess
+    from fmkit.data.preprocess import merge, preprocess
 
+    if args.merge:
+        if args.output is not None:
+            raise FmkitError("preprocess --merge OUT FACES ...: the merged folder is OUT, not -o")
+        if len(args.merge) < 2:
+            raise FmkitError("preprocess --merge needs the output folder and at least one faces folder: OUT FACES ...")
+        report = merge(args.merge[0], args.merge[1:], index=args.index, files=args.merge_files)
+        print(report)
+        print(f"faces manifest: {Path(args.merge[0]) / 'faces.csv'}; report: {Path(args.merge[0]) / 'merge.json'}")
+        return 0
+    if args.index is None or args.output is None:
+        raise FmkitError("preprocess needs an index CSV and -o FACES (or --merge OUT FACES ... to merge shards)")
     given = {
         "frames": args.frames,
         "size": args.size,
         "margin": args.margin,
         "batch_size": args.batch_size,
         "device": args.device,
+        "detection": args.detection,
+        "keyframes": args.keyframes,
     }
     cfg = {k: v for k, v in given.items() if v is not None}
     summary = preprocess(
@@ -258,9 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=_index)
 
-    p = sub.add_parser("preprocess", help="crop the main face of sampled frames of every indexed video")
-    p.add_argument("index", help="index CSV from `fmkit index`")
-    p.add_argument("-o", "--output", required=True, help="faces folder to write (crops, faces.csv, errors.csv)")
+    p = sub.add_parser(
+        "preprocess",
+        help="crop the main face of sampled frames of every indexed video (or merge shard folders: --merge)",
+    )
+    p.add_argument(
+        "index", nargs="?", default=None, help="index CSV from `fmkit index` (with --merge: checks for missing videos)"
+    )
+    p.add_argument("-o", "--output", default=None, help="faces folder to write (crops, faces.csv, errors.csv)")
     p.add_argument(
         "--root",
         default=None,
@@ -272,12 +290,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=None, help=f"crop size in pixels (default {pre['size']})")
     p.add_argument("--margin", type=float, default=None, help=f"crop side / face-box side (default {pre['margin']})")
     p.add_argument("--batch-size", type=int, default=None, help=f"frames per MTCNN batch (default {pre['batch_size']})")
+    p.add_argument(
+        "--detection",
+        default=None,
+        choices=("track", "full"),
+        help="track: whole-frame MTCNN on keyframes, the tracked face's region on the others; "
+        f"full: MTCNN on every whole frame (default {pre['detection']})",
+    )
+    p.add_argument(
+        "--keyframes",
+        type=int,
+        default=None,
+        help=f"track: whole-frame detection every N sampled frames (default {pre['keyframes']})",
+    )
     p.add_argument("--workers", type=int, default=1, help="videos processed in parallel processes")
     p.add_argument("--shard", default=None, help="process only shard i of n (i/n, 0-based)")
     p.add_argument(
         "--device", default=None, help=f"torch device for MTCNN: cpu, cuda, cuda:1 (default {pre['device']})"
     )
     p.add_argument("--retry-errors", action="store_true", help="retry videos that failed in an earlier run")
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar=("OUT", "FACES"),
+        help="merge faces folders written separately (e.g. --shard i/n on several machines) into OUT; "
+        "give the index first to report the videos no shard holds",
+    )
+    p.add_argument(
+        "--merge-files",
+        default="link",
+        choices=("link", "copy", "move"),
+        help="--merge: hard-link (default; a copy across file systems), copy or move the crops into OUT",
+    )
     p.set_defaults(run=_preprocess)
 
     p = sub.add_parser("pipeline", help="run the numbered notebooks under papermill into a run folder")

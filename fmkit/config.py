@@ -307,6 +307,11 @@ PREPROCESS: Schema = {
     "min_face_size": Option(20, integer(1)),  # px, MTCNN's smallest face
     "device": Option("cpu", device),
     "jpeg_quality": Option(95, integer(1, maximum=100)),
+    # how the main face is found (fmkit.data.faces): "track" detects whole frames on keyframes only and
+    # each frame in the region around the tracked face; "full" runs MTCNN on every whole frame
+    "detection": Option("track", choice("track", "full")),
+    "keyframes": Option(8, integer(1)),  # track: whole-frame detection every this many sampled frames
+    "min_face_ratio": Option(0.1, number(0.0, maximum=1.0)),  # track: smallest keyframe face / frame's shorter side
 }
 
 SYNTH: Schema = {

@@ -1,16 +1,19 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import face_frames
 from PIL import Image
 
-from fmkit.data.faces import Face, FaceDetector, track_main_face
+from fmkit.data.faces import Face, FaceDetector, FaceTracker, box_iou, interpolate_boxes, track_main_face
 from fmkit.data.index import build_index
 from fmkit.data.preprocess import parse_shard, preprocess, select_shard
-from fmkit.data.schema import FACE_COLUMNS, crop_square, read_faces, square_region, to_crop_coords
+from fmkit.data.schema import BOX_COLUMNS, FACE_COLUMNS, crop_square, read_faces, square_region, to_crop_coords
 from fmkit.errors import FmkitError
 
 CFG = {"frames": 4, "size": 64}
+CFG_MARGIN = 1.3  # the default margin
 
 
 def _face(box, prob=0.99):
@@ -36,6 +39,89 @@ def test_tracking_follows_overlap_not_size():
     chosen = track_main_face([[a], [big, a2], [], [a2]])
     assert chosen[0] is a and chosen[1] is a2 and chosen[2] is None and chosen[3] is a2
     assert track_main_face([[a, big]])[0] is big, "the largest face starts the track"
+
+
+def moving_face(xs, ys, seed=0, height=144, width=256, patch=96):
+    """Frames (height × width) of a noisy grey background with a ``patch`` px face photo at (xs[t], ys[t])."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for face, x, y in zip(face_frames(n=len(xs), size=patch, seed=seed), xs, ys):
+        frame = np.clip(rng.normal(110, 6, (height, width, 3)), 0, 255).astype(np.uint8)
+        frame[y : y + patch, x : x + patch] = face
+        frames.append(frame)
+    return frames
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return FaceDetector()
+
+
+def _agreement(tracked, reference):
+    assert all(f is not None for f in tracked), "no frame lost"
+    ious = [box_iou(a.box, b.box) for a, b in zip(tracked, reference)]
+    landmarks = [np.abs(a.landmarks - b.landmarks).max() / (b.box[2] - b.box[0]) for a, b in zip(tracked, reference)]
+    return np.array(ious), np.array(landmarks)
+
+
+def test_tracked_boxes_agree_with_whole_frame_detection(detector):
+    n = 16
+    xs = np.linspace(8, 152, n).round().astype(int)
+    ys = (24 + 16 * np.sin(np.arange(n) / 3)).round().astype(int)
+    frames = moving_face(xs, ys)
+    reference = track_main_face(detector.detect(frames))
+    tracker = FaceTracker(detector, keyframes=4)
+    ious, landmarks = _agreement(tracker.track(frames), reference)
+    assert ious.mean() >= 0.85 and ious.min() >= 0.7, ious
+    assert landmarks.max() < 0.15, "landmarks within 15 % of the face width"
+    c = tracker.counts
+    assert (c.frames, c.regions, c.whole) == (n, n, 0) and c.keyframes == 5, "keyframes 0, 4, 8, 12 and the last"
+
+
+@pytest.mark.parametrize("keyframes", [4, 8], ids=["jump-near-keyframe", "jump-between-keyframes"])
+def test_tracking_recovers_when_the_face_jumps(detector, keyframes):
+    xs, ys = [8] * 5 + [152] * 7, [24] * 12
+    frames = moving_face(xs, ys, seed=1)
+    tracker = FaceTracker(detector, keyframes=keyframes)
+    tracked = tracker.track(frames)
+    ious, _ = _agreement(tracked, track_main_face(detector.detect(frames)))
+    assert ious.min() >= 0.7, ious
+    centres = [(f.box[0] + f.box[2]) / 2 for f in tracked]
+    assert all(c < 110 for c in centres[:5]) and all(c > 150 for c in centres[5:]), centres
+    if keyframes == 8:
+        assert tracker.counts.lost > 0, "the interpolated box missed the jump: lost frames were searched again"
+
+
+def test_a_keyframe_whose_region_loses_the_face_is_searched_again(detector, monkeypatch):
+    frames = moving_face([8, 16, 24, 32, 40], [24] * 5)
+    tracker = FaceTracker(detector, keyframes=4)
+    regions = tracker._region_faces
+    calls = []
+
+    def first_pass_loses_frame_0(frames, boxes):
+        calls.append(len(frames))
+        found = regions(frames, boxes)
+        return [[]] + found[1:] if len(calls) == 1 else found
+
+    monkeypatch.setattr(tracker, "_region_faces", first_pass_loses_frame_0)
+    tracked = tracker.track(frames)
+    assert all(f is not None for f in tracked) and calls == [5, 1]
+    assert (tracker.counts.lost, tracker.counts.keyframes, tracker.counts.whole) == (1, 2, 0), (
+        "keyframe 0 was not detected again"
+    )
+
+
+def test_tracking_without_any_face_finds_none_like_whole_frames(detector):
+    noise = list(np.random.default_rng(3).integers(0, 255, (6, 96, 96, 3), dtype=np.uint8))
+    tracker = FaceTracker(detector, keyframes=4)
+    assert tracker.track(noise) == [None] * 6 == track_main_face(detector.detect(noise))
+    assert tracker.counts.whole == 6, "every frame was searched whole"
+    assert tracker.track([]) == []
+
+
+def test_interpolated_boxes_hold_beyond_the_anchors():
+    boxes = interpolate_boxes({1: np.array([0, 0, 10, 10]), 3: np.array([10, 0, 20, 10])}, 5)
+    assert boxes[:, 0].tolist() == [0, 0, 5, 10, 10]
 
 
 def test_square_crop_pads_and_maps_coordinates():
@@ -125,6 +211,22 @@ def test_parallel_workers_match_serial(faces_out, face_dataset, tmp_path):
     index, done_out, _ = faces_out
     preprocess(index, tmp_path, root=face_dataset, cfg=CFG, workers=2, progress=False)
     pd.testing.assert_frame_equal(read_faces(tmp_path), read_faces(done_out))
+
+
+def test_full_detection_switch_crops_the_same_frames_alike(faces_out, face_dataset, tmp_path):
+    index, done_out, summary = faces_out
+    full = preprocess(index, tmp_path, root=face_dataset, cfg={**CFG, "detection": "full"}, progress=False)
+    tracked, whole = read_faces(done_out), read_faces(tmp_path)
+    assert full.crops == summary.crops and full.frames == summary.frames == 16  # 4 videos decoded, 4 frames each
+    assert json.loads((tmp_path / "preprocess.json").read_text())["detection"] == "full"
+    pd.testing.assert_frame_equal(
+        tracked[["video_id", "frame_idx", "crop_size"]], whole[["video_id", "frame_idx", "crop_size"]]
+    )
+    ious = [box_iou(a, b) for a, b in zip(tracked[BOX_COLUMNS].to_numpy(), whole[BOX_COLUMNS].to_numpy())]
+    assert np.mean(ious) >= 0.8, ious
+    # same geometry: the crop side is margin x the box's longer side either way
+    side = np.maximum(tracked["x2"] - tracked["x1"], tracked["y2"] - tracked["y1"]) * CFG_MARGIN
+    assert np.allclose(tracked["crop_side"], side, atol=1)
 
 
 def test_refuses_to_write_inside_dataset(face_dataset):
