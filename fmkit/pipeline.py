@@ -4,7 +4,7 @@ A pipeline config (YAML, :data:`fmkit.config.PIPELINE`) names the dataset (or as
 embedded synthetic one) and the notebooks to execute with their parameters; a step may only
 set parameters its notebook declares (its cell tagged ``parameters``). Every notebook also gets
 the shared parameters ``data_root``, ``layout`` and ``run_dir``, plus ``interactive=False`` so
-that widgets degrade to static figures. The run folder holds:
+that widgets degrade to static figures (each where the notebook declares it). The run folder holds:
 
 - ``notebooks/NN_name.ipynb``: the executed notebooks;
 - ``pipeline.log``: one line per step (started, finished with its seconds, skipped, failed);
@@ -112,7 +112,8 @@ def run_pipeline(
 ) -> Path:
     """Execute the config's notebooks in order into ``run_dir``, then write ``report.html``; return the run folder.
 
-    ``overrides`` (``KEY=VALUE``) are passed to every notebook; ``resume`` skips unchanged steps.
+    ``overrides`` (``KEY=VALUE``) go to every notebook that declares the parameter (one that none
+    declares is an error); ``resume`` skips unchanged steps.
     """
     import papermill as pm
 
@@ -132,12 +133,18 @@ def run_pipeline(
     nb_dir = Path(cfg["notebooks_dir"] or NOTEBOOKS_DIR)
     with atomic_path(run_dir / "config.yaml") as tmp:
         tmp.write_text(yaml.safe_dump({**cfg, "resolved_parameters": {**shared, **forced}}, sort_keys=False))
+    unknown = sorted(
+        set(forced) - {p for step in cfg["notebooks"] for p in notebook_parameters(nb_dir / f"{step['name']}.ipynb")}
+    )
+    if unknown:
+        raise FmkitError(f"-p {unknown[0]}: no notebook of the pipeline has this parameter")
     state = _read_state(run_dir) if resume else {}
     previous, executed = "", []
     for step in cfg["notebooks"]:
         name = step["name"]
         source = nb_dir / f"{name}.ipynb"
-        params = {**shared, **step["parameters"], **forced}
+        declared = set(notebook_parameters(source))
+        params = {k: v for k, v in {**shared, **step["parameters"], **forced}.items() if k in declared}
         target = run_dir / "notebooks" / f"{name}.ipynb"
         previous = fingerprint(source, params, previous)
         executed.append(target)

@@ -85,6 +85,8 @@ def test_pipeline_errors_are_clear(tmp_path, tiny_synth):
         run_pipeline(_config(tmp_path, tiny_synth, [{"name": "99_nope"}]), tmp_path / "run")
     with pytest.raises(FmkitError, match="KEY=VALUE"):
         run_pipeline(_config(tmp_path, tiny_synth, [{"name": "01_preprocessing"}]), tmp_path / "run", ["frames"])
+    with pytest.raises(FmkitError, match="-p epochs: no notebook of the pipeline has this parameter"):
+        run_pipeline(_config(tmp_path, tiny_synth, [{"name": "01_preprocessing"}]), tmp_path / "run", ["epochs=1"])
 
 
 TINY = [
