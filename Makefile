@@ -36,6 +36,10 @@ lab: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/preprocess.py
 	$(BIN)/python benchmarks/whitening.py
+	$(BIN)/python benchmarks/sbi.py
+	$(BIN)/python benchmarks/td3dcnn.py
+	$(BIN)/python benchmarks/explain.py
+	$(BIN)/python benchmarks/throughput.py
 
 clean-venv:
 	rm -rf $(VENV)
