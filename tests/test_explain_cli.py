@@ -86,3 +86,9 @@ def test_explain_relabel_needs_a_vae_and_a_known_method(runs, photo, tmp_path, c
         main(["explain", str(detector), "--image", str(photo), "--method", "shap", "-o", str(tmp_path / "x.png")]) == 2
     )
     assert "unknown explanation method 'shap'" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_a_vae_run(runs, synth_faces, capsys):
+    _, vae = runs
+    assert main(["evaluate", str(vae), "--data", str(synth_faces)]) == 2
+    assert "not a detector" in capsys.readouterr().err

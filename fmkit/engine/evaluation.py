@@ -36,6 +36,7 @@ from fmkit.config import resolve_config
 from fmkit.data.datasets import ClipDataset
 from fmkit.engine.compare import auc_by_method, video_info, videos_of
 from fmkit.engine.data import build_datasets
+from fmkit.engine.hooks import is_detector
 from fmkit.engine.loop import predict
 from fmkit.engine.report import json_safe
 from fmkit.errors import FmkitError
@@ -138,6 +139,11 @@ def evaluate_run(
         raise FmkitError("evaluate needs at least one faces folder (--data FACES)")
     cfg = run_config(run)
     model = load(run, device=device)
+    if not is_detector(model):
+        raise FmkitError(
+            f"{run} holds a {cfg['model']['name']} model, not a detector: evaluate scores detectors "
+            "(a VAE's test reconstruction error is in notebook 04 and benchmarks/explain.py)"
+        )
     threshold, video_threshold = validation_thresholds(run)
     trained_on = train_name(run)
     report: dict[str, dict[str, Any]] = {}
