@@ -118,6 +118,12 @@ def run_pipeline(
     import papermill as pm
 
     cfg = load_config(config)
+    nb_dir = Path(cfg["notebooks_dir"] or NOTEBOOKS_DIR)
+    declared = {s["name"]: set(notebook_parameters(nb_dir / f"{s['name']}.ipynb")) for s in cfg["notebooks"]}
+    forced = parse_assignments(overrides)
+    unknown = sorted(set(forced) - set().union(*declared.values()))
+    if unknown:
+        raise FmkitError(f"-p {unknown[0]}: no notebook of the pipeline has this parameter")
     run_dir = Path(run_dir).resolve()
     (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     data = cfg["dataset"]
@@ -129,22 +135,14 @@ def run_pipeline(
 
             synthesize(data_root, progress=False, **cfg["synth"])
     shared = {"data_root": str(data_root), "layout": data["layout"], "run_dir": str(run_dir), "interactive": False}
-    forced = parse_assignments(overrides)
-    nb_dir = Path(cfg["notebooks_dir"] or NOTEBOOKS_DIR)
     with atomic_path(run_dir / "config.yaml") as tmp:
         tmp.write_text(yaml.safe_dump({**cfg, "resolved_parameters": {**shared, **forced}}, sort_keys=False))
-    unknown = sorted(
-        set(forced) - {p for step in cfg["notebooks"] for p in notebook_parameters(nb_dir / f"{step['name']}.ipynb")}
-    )
-    if unknown:
-        raise FmkitError(f"-p {unknown[0]}: no notebook of the pipeline has this parameter")
     state = _read_state(run_dir) if resume else {}
     previous, executed = "", []
     for step in cfg["notebooks"]:
         name = step["name"]
         source = nb_dir / f"{name}.ipynb"
-        declared = set(notebook_parameters(source))
-        params = {k: v for k, v in {**shared, **step["parameters"], **forced}.items() if k in declared}
+        params = {k: v for k, v in {**shared, **step["parameters"], **forced}.items() if k in declared[name]}
         target = run_dir / "notebooks" / f"{name}.ipynb"
         previous = fingerprint(source, params, previous)
         executed.append(target)

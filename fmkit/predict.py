@@ -10,9 +10,9 @@ model's input size), then resized as in evaluation.
   face probability (a photo is fake when any face in it is).
 - **Video** (any container PyAV decodes): ``frames`` frames sampled evenly over the video, the
   main face tracked through them (:func:`fmkit.data.faces.track_main_face`). A frame model
-  scores every tracked crop, a video model evenly spaced clips of ``clip_len`` consecutive
-  tracked crops (the run's training clip length); the face's and the file's score is the mean,
-  as ``fmkit evaluate`` scores a video.
+  scores every tracked crop, a video model ``data.eval_clips`` evenly spaced clips of
+  ``clip_len`` consecutive tracked crops (the run's settings); the face's and the file's score
+  is the mean, as ``fmkit evaluate`` scores a video.
 
 A file that cannot be read, holds no face, or has too few face frames for one clip gets an
 ``error`` instead of a score; the other files are still scored.
@@ -33,12 +33,12 @@ import torch
 from PIL import Image
 
 from fmkit.config import PREPROCESS, defaults
-from fmkit.data.datasets import read_rgb
+from fmkit.data.datasets import even_starts, read_rgb
 from fmkit.data.faces import Face, FaceDetector, face_crops, track_main_face
 from fmkit.data.schema import crop_square, square_region
 from fmkit.data.transforms import build_transform
 from fmkit.data.video import probe, read_frames, sample_indices
-from fmkit.engine.evaluation import run_config
+from fmkit.engine.evaluation import run_config, run_data
 from fmkit.errors import FmkitError
 from fmkit.models.checkpoint import load
 from fmkit.models.modes import eval_mode
@@ -81,19 +81,22 @@ class FileScore:
 class Predictor:
     """A trained detector ready to score files (see the module docstring)."""
 
-    def __init__(self, run: str | os.PathLike, frames: int = 32, device: str = "cpu") -> None:
-        cfg = run_config(run)
-        data = cfg["data"]
+    def __init__(
+        self, run: str | os.PathLike, frames: int = 32, device: str = "cpu", margin: float | None = None
+    ) -> None:
+        data = run_config(run)["data"]
         prep = defaults(PREPROCESS)
-        summary = Path(run) / "metrics.json"
-        folder = json.loads(summary.read_text()).get("data") if summary.is_file() else None
-        stored = Path(folder) / "preprocess.json" if folder else None
+        folder = run_data(run)
+        stored = folder / "preprocess.json" if folder is not None else None
         if stored is not None and stored.is_file():
             prep.update({k: v for k, v in json.loads(stored.read_text()).items() if k in prep})
         elif data["size"]:
             prep["size"] = data["size"]
+        if margin is not None:
+            prep["margin"] = margin
         self.prep, self.frames, self.device = prep, frames, torch.device(device)
         self.clip_len = data["clip_len"] if data["kind"] == "clip" else None
+        self.eval_clips = data["eval_clips"]
         self.model = load(run, device=device)
         self.transform = build_transform(data["size"], train=False)
         self.detector = FaceDetector(device=device, min_face_size=prep["min_face_size"])
@@ -104,8 +107,19 @@ class Predictor:
         buffer = io.BytesIO()
         Image.fromarray(crop).save(buffer, format="JPEG", quality=self.prep["jpeg_quality"])
         buffer.seek(0)
-        arr = np.asarray(Image.open(buffer).convert("RGB"), dtype=np.float32) / 255.0
-        return self.transform(torch.from_numpy(arr).permute(2, 0, 1).contiguous())
+        return self.as_input(np.asarray(Image.open(buffer).convert("RGB")))
+
+    def as_input(self, rgb: np.ndarray) -> torch.Tensor:
+        """An RGB crop (H, W, 3 uint8) as the model's input: (3, size, size) in [0, 1], resized as in evaluation."""
+        return self.transform(torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(2, 0, 1).contiguous())
+
+    def faces(self, path: Path) -> list[tuple[torch.Tensor, Face]]:
+        """Every face of an image file, largest first: (model input (3, H, W), face); FmkitError without one."""
+        image = read_rgb(path)
+        found = face_crops(image, self.prep["size"], self.prep["margin"], self.detector)
+        if not found:
+            raise FmkitError(f"no face found in {path}")
+        return [(self.crop(image, face), face) for _, face in found]
 
     def probs(self, x: torch.Tensor) -> np.ndarray:
         """Fake probabilities of a batch of crops (N, 3, H, W) or clips (N, 3, T, H, W)."""
@@ -113,11 +127,8 @@ class Predictor:
             return torch.sigmoid(self.model(x.to(self.device)).float()).cpu().numpy().reshape(-1)
 
     def score_image(self, path: Path) -> FileScore:
-        image = read_rgb(path)
-        found = face_crops(image, self.prep["size"], self.prep["margin"], self.detector)
-        if not found:
-            raise FmkitError(f"no face found in {path}")
-        crops = torch.stack([self.crop(image, face) for _, face in found])
+        found = self.faces(path)
+        crops = torch.stack([crop for crop, _ in found])
         if self.clip_len is not None:  # a photo is a still clip for a video model
             crops = crops.unsqueeze(2).expand(-1, -1, self.clip_len, -1, -1)
         probs = self.probs(crops)
@@ -144,7 +155,7 @@ class Predictor:
                     f"{path}: a face in {len(crops)} of {len(frames)} sampled frames, fewer than the clip length "
                     f"{self.clip_len} (raise --frames)"
                 )
-            starts = sorted({round(s) for s in np.linspace(0, len(crops) - self.clip_len, 4)})
+            starts = even_starts(len(crops), self.clip_len, self.eval_clips)
             clips = torch.stack([crops[s : s + self.clip_len].transpose(0, 1) for s in starts])
             probs, n = self.probs(clips), len(clips)
         box = [round(float(v), 1) for v in tracked[0][1].box]

@@ -136,6 +136,12 @@ SAMPLING = ("even", "random")
 SHORT_VIDEOS = ("error", "skip")
 
 
+def even_starts(length: int, clip_len: int, clips: int) -> list[int]:
+    """First frames of ``clips`` evenly spaced clips of ``clip_len`` in a sequence of ``length`` frames
+    (from the first possible start to the last, rounded; coinciding starts merged)."""
+    return sorted({round(s) for s in np.linspace(0, length - clip_len, clips)})
+
+
 class ClipDataset(Dataset):
     """Fixed-length face volumes: ``(x (3, T, H, W), y)``, T consecutive crops of one video.
 
@@ -195,9 +201,8 @@ class ClipDataset(Dataset):
                 continue
             v = len(self.videos)
             self.videos.append(paths)
-            last = len(paths) - clip_len
             if sampling == "even":
-                starts = sorted({round(s) for s in np.linspace(0, last, clips_per_video)})
+                starts = even_starts(len(paths), clip_len, clips_per_video)
             else:
                 starts = [-1] * clips_per_video
             for s in starts:

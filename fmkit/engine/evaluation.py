@@ -90,11 +90,17 @@ def validation_thresholds(run: str | os.PathLike) -> tuple[float | None, float |
     return (item if item == item else None), (video if video == video else None)
 
 
-def train_name(run: str | os.PathLike) -> str:
-    """The training set of a run, for the cross-dataset table (its faces folder's name, else the run's)."""
+def run_data(run: str | os.PathLike) -> Path | None:
+    """The faces folder a run trained on (its ``metrics.json`` records it), None when unknown."""
     summary = Path(run) / "metrics.json"
     data = json.loads(summary.read_text()).get("data") if summary.is_file() else None
-    return data_name(data) if data else Path(run).name
+    return Path(data) if data else None
+
+
+def train_name(run: str | os.PathLike) -> str:
+    """The training set of a run, for the cross-dataset table (its faces folder's name, else the run's)."""
+    data = run_data(run)
+    return data_name(data) if data is not None else Path(run).name
 
 
 def _unique_names(paths: Sequence[str | os.PathLike]) -> list[str]:

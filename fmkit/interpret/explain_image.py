@@ -1,8 +1,9 @@
 """Explain a trained detector's decision on one image file: what ``fmkit explain`` runs.
 
-The face is found and cropped as ``fmkit preprocess`` crops a frame (MTCNN; the largest face;
-the square of side ``margin`` × the box around it, resized to the run's training size), or the
-file is taken as a crop already. The decision is explained by re-label distillation
+The face is found and cropped as ``fmkit predict`` crops it, i.e. as ``fmkit preprocess`` cropped
+the run's training faces (:class:`fmkit.predict.Predictor`: MTCNN, the largest face, the
+training folder's margin, crop size and JPEG quality, then the evaluation resize), or the file
+is taken as a crop already (only resized). The decision is explained by re-label distillation
 (:class:`fmkit.interpret.relabel.ReLabelDistiller`, with a trained ``vae`` run) or by a Captum
 baseline (:func:`fmkit.interpret.attribution.attribute`). Video detectors see the face as a
 still clip of their training clip length.
@@ -17,16 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from fmkit.config import PREPROCESS, defaults
 from fmkit.data.datasets import read_rgb
-from fmkit.data.faces import FaceDetector, face_crops
-from fmkit.engine.evaluation import run_settings
 from fmkit.errors import FmkitError
 from fmkit.interpret.attribution import METHODS, attribute
 from fmkit.interpret.relabel import ReLabelDistiller, as_teacher
 from fmkit.models.checkpoint import load
+from fmkit.predict import Predictor
 
 #: ``fmkit explain --method`` choices: re-label distillation and the Captum baselines.
 EXPLAIN_METHODS = ("relabel", *(m for m in METHODS if m != "random"))
@@ -63,34 +61,6 @@ class FileExplanation:
         }
 
 
-def load_face(
-    path: str | os.PathLike,
-    size: int,
-    margin: float,
-    is_crop: bool = False,
-    detector: FaceDetector | None = None,
-) -> tuple[torch.Tensor, list[float] | None]:
-    """The face of an image file as a (3, size, size) float tensor in [0, 1], and its box.
-
-    FmkitError naming the file when it cannot be read or holds no face.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FmkitError(f"image not found: {path}")
-    rgb = read_rgb(path)
-    if is_crop:
-        import cv2
-
-        crop, box = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA), None
-    else:
-        found = face_crops(rgb, size, margin, detector)
-        if not found:
-            raise FmkitError(f"no face found in {path}")
-        crop, face = found[0]
-        box = [round(float(v), 1) for v in face.box]
-    return torch.from_numpy(crop.astype(np.float32) / 255.0).permute(2, 0, 1).contiguous(), box
-
-
 def explain_file(
     run: str | os.PathLike,
     path: str | os.PathLike,
@@ -111,10 +81,16 @@ def explain_file(
         raise FmkitError(
             "re-label distillation needs a trained VAE: --vae VAE_RUN (fmkit train vae --data FACES -o VAE_RUN)"
         )
-    size, clip_len = run_settings(run)
-    prep = defaults(PREPROCESS)
-    image, box = load_face(path, size or prep["size"], margin or prep["margin"], is_crop)
-    model = load(run, device=device)
+    path = Path(path)
+    if not path.is_file():
+        raise FmkitError(f"image not found: {path}")
+    predictor = Predictor(run, device=device, margin=margin)
+    if is_crop:
+        image, box = predictor.as_input(read_rgb(path)), None
+    else:
+        image, face = predictor.faces(path)[0]
+        box = [round(float(v), 1) for v in face.box]
+    model, clip_len = predictor.model, predictor.clip_len
     start = time.perf_counter()
     teacher = as_teacher(model, clip_len=clip_len)
     fidelity = None
