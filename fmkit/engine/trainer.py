@@ -9,7 +9,8 @@ Run folder ``out``::
     metrics.json             at the end: best epoch, its val metrics, TEST metrics of best.pt
                              (and the videos a clip dataset left out, ``skipped_videos``)
     test_predictions.csv     video_id, label, prob of every test item (best.pt)
-    val_predictions.csv      the same on validation (thresholds are chosen there, never on test)
+    val_predictions.csv      the same on validation, written at the best epoch (thresholds are chosen
+                             there, never on test)
     learning_curves.png
 
 Each epoch ends by writing metrics.csv, ``last.pt``, then ``best.pt`` when the epoch
@@ -230,7 +231,7 @@ class Trainer:
                 f"kept in {self.run / 'checkpoints'}; try a lower optim.lr or set optim.grad_clip"
             )
 
-    def _train_one(self, epoch: int) -> tuple[dict[str, Any], dict[str, float]]:
+    def _train_one(self, epoch: int) -> tuple[dict[str, Any], dict[str, float], pd.DataFrame | None]:
         """Train and validate one epoch: its metrics.csv row and its full validation metrics."""
         start = time.perf_counter()
         self.ctx.epoch, self.ctx.step = epoch, 0
@@ -255,13 +256,13 @@ class Trainer:
         # DDP sends rank 0's buffers at each forward, so after the last step each rank holds its own
         # running statistics: take rank 0's before the sharded validation and the checkpoint
         distributed.broadcast_(list(self.model.buffers()))
-        val, _ = self._score("val")
+        val, val_pred = self._score("val")
         row.update({f"val_{k}": val[k] for k in ROW_METRICS if k in val})
         row["lr"] = lr
         call_hooks(self.hooks, "on_epoch_end", self.ctx, row)
         self._check_weights()
         row["seconds"] = round(time.perf_counter() - start, 3)
-        return row, val
+        return row, val, val_pred
 
     def _save_best(self, val: Mapping[str, float]) -> None:
         save_checkpoint(
@@ -273,8 +274,9 @@ class Trainer:
             train_config=self.cfg,
         )
 
-    def _end_epoch(self, row: dict[str, Any], val: dict[str, float]) -> None:
-        """Record a finished epoch: metrics.csv, then last.pt, then best.pt when it improved."""
+    def _end_epoch(self, row: dict[str, Any], val: dict[str, float], val_pred: pd.DataFrame | None) -> None:
+        """Record a finished epoch: metrics.csv (and val_predictions.csv when it improved), then last.pt,
+        then best.pt when it improved."""
         self.epoch = row["epoch"]
         self.history.append(row)
         improved = self.best_epoch is None or _better(row[self.monitor], self.best_value, self.larger)
@@ -282,6 +284,8 @@ class Trainer:
             self.best_epoch, self.best_value = self.epoch, row[self.monitor]
         if self.env.is_main:
             write_history(self.history, self.run / HISTORY)
+            if improved and val_pred is not None:  # the best epoch's validation scores, for thresholds
+                write_csv(val_pred, self.run / VAL_PREDICTIONS)
             save_checkpoint(
                 self.run / LAST,
                 self.model,
@@ -341,12 +345,9 @@ class Trainer:
         pred = None
         if len(self.datasets.get("test", ())):
             summary["test"], pred = self._score("test")
-        val_pred = self._score("val")[1] if self.detector else None  # for thresholds chosen on validation
         if self.env.is_main:
             if pred is not None:
                 write_csv(pred, self.run / PREDICTIONS)
-            if val_pred is not None:
-                write_csv(val_pred, self.run / VAL_PREDICTIONS)
             save_learning_curves(self.history, self.run / CURVES)
             write_summary(summary, self.run / SUMMARY)
         distributed.barrier()
