@@ -14,6 +14,18 @@ and, inside the mask, how much fine detail the fake keeps: ``detail`` is the mea
 (4-neighbour, of the grey image) of the fake over that of the real in the same pixels
 (1: all detail kept; a resampled, lower-resolution source gives less).
 
+A frame detector can only use what one frame shows; a video detector can also use what changes
+between frames. So two more figures, measured on each video alone (unpaired, as a detector sees it):
+
+* ``per-frame signal``: the ``detail`` ratio above (fake / real |Laplacian| inside the mask, paired
+  per frame); its floor is the same ratio for a real video against its own re-encoding. A fake at
+  the floor keeps the fine detail and sensor noise of a real frame.
+* ``temporal signal``: how far the inner face (m ≥ 0.5) moves against the head (the ring just
+  outside the mask) from one frame to the next, in px: |shift(inner) − shift(ring)| between frames
+  t and t+1, each shift by phase correlation (``cv2.phaseCorrelate``) of the masked grey frames.
+  The real video's floor is the same figure on the real video under the same fake's mask (its head
+  moves rigidly, so the two regions move together up to rotation, zoom and noise).
+
 The reference noise levels of the real videos are measured on the same decoded frames:
 
 * ``compression``: |decoded − decoded after one more encode/decode| with synth's own
@@ -42,6 +54,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fmkit.data.signal import laplacian, region_jitter
 from fmkit.data.synth import METHODS, synthesize
 from fmkit.data.video import read_frames, write_video
 
@@ -63,12 +76,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def _abs_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per-pixel |a − b| (H, W), mean over RGB, grey levels."""
     return np.abs(a.astype(np.float32) - b.astype(np.float32)).mean(axis=-1)
-
-
-def _laplacian(frames: np.ndarray) -> np.ndarray:
-    """|4-neighbour Laplacian| (T, H, W) of the grey frames (edges replicated)."""
-    g = np.pad(frames.astype(np.float32).mean(axis=-1), ((0, 0), (1, 1), (1, 1)), mode="edge")
-    return np.abs(4 * g[:, 1:-1, 1:-1] - g[:, :-2, 1:-1] - g[:, 2:, 1:-1] - g[:, 1:-1, :-2] - g[:, 1:-1, 2:])
 
 
 def measure(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -109,8 +116,11 @@ def measure(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             for name, sel in regions.items():
                 row[name] = float(diff[sel].mean()) if sel.any() else np.nan
             inside = regions["inside"]
-            lap_real = _laplacian(real_frames[:n])[inside].mean() if inside.any() else np.nan
-            row["detail"] = float(_laplacian(fake_frames[:n])[inside].mean() / lap_real) if inside.any() else np.nan
+            lap_real = laplacian(real_frames[:n])[inside].mean() if inside.any() else np.nan
+            row["detail"] = float(laplacian(fake_frames[:n])[inside].mean() / lap_real) if inside.any() else np.nan
+            row["detail_floor"] = float(laplacian(again[:n])[inside].mean() / lap_real) if inside.any() else np.nan
+            row["jitter"] = region_jitter(fake_frames[:n], m)
+            row["jitter_floor"] = region_jitter(real_frames[:n], m)
             fake_rows.append(row)
     tmp.unlink(missing_ok=True)
     return pd.DataFrame(fake_rows), pd.DataFrame(real_rows)
@@ -140,6 +150,19 @@ def table(fakes: pd.DataFrame, reals: pd.DataFrame) -> str:
                 f"{spread(sel['outside'])} | {ratio:.0f}× | {spread(sel['detail'], 2)} | "
                 f"{sel['mask_area'].mean():.0%} |"
             )
+    lines += [
+        "",
+        "| fakes | per-frame signal: detail kept inside | its floor: real re-encoded | "
+        "temporal signal: inner-vs-head jitter (px/frame) | its floor: the real video | jitter / floor |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for method in [m for m in METHODS if m in set(fakes["method"])]:
+        sel = fakes[fakes["method"] == method]
+        lines.append(
+            f"| {method} | {spread(sel['detail'], 2)} | {spread(sel['detail_floor'], 2)} | "
+            f"{spread(sel['jitter'], 2)} | {spread(sel['jitter_floor'], 2)} | "
+            f"{sel['jitter'].mean() / sel['jitter_floor'].mean():.1f}× |"
+        )
     lines += [
         "",
         "| real videos | videos | compression: \\|decoded − re-encoded\\| | temporal: \\|frame t − frame t+1\\| |",

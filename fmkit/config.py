@@ -220,12 +220,6 @@ def _notebook_steps(key: str, value: Any) -> Any:
     return [{"name": s["name"], "parameters": dict(s.get("parameters") or {})} for s in value]
 
 
-def _synth_methods() -> Sequence[str]:
-    from fmkit.data.synth import METHODS
-
-    return METHODS
-
-
 def _layouts() -> Sequence[str]:
     from fmkit.data.index import LAYOUTS
 
@@ -314,6 +308,10 @@ PREPROCESS: Schema = {
     "min_face_ratio": Option(0.1, number(0.0, maximum=1.0)),  # track: smallest keyframe face / frame's shorter side
 }
 
+#: The fake methods of ``fmkit synth`` (see :mod:`fmkit.data.synth`); here so that the config
+#: schema and the synthesizer share one list without importing each other.
+SYNTH_METHODS = ("faceswap", "selfblend", "flicker", "wobble")
+
 SYNTH: Schema = {
     "videos": Option(16, integer(3)),  # real videos (one fake per method each)
     "identities": Option(None, integer(3, nullable=True)),  # null: min(8, videos)
@@ -321,7 +319,7 @@ SYNTH: Schema = {
     "size": Option(128, _even_size),  # frame side, px
     "fps": Option(25, integer(1)),
     "seed": Option(0, integer(0)),
-    "methods": Option(["faceswap", "selfblend", "flicker"], subset(_synth_methods)),
+    "methods": Option(list(SYNTH_METHODS), subset(lambda: SYNTH_METHODS)),
 }
 
 PIPELINE: Schema = {

@@ -193,3 +193,24 @@ def test_mtcnn_finds_the_face_in_every_real_frame_at_the_default_size(tmp_path):
     for found, mask in zip(faces, masks):
         x1, y1, x2, y2 = max(found, key=lambda f: f.area).box
         assert mask[int(max(y1, 0)) : int(y2), int(max(x1, 0)) : int(x2)].sum() > 0.9 * mask.sum()
+
+
+def test_wobble_is_a_real_video_whose_inner_face_jitters_against_the_head():
+    """Per frame a wobble fake keeps a real frame's detail and its pixels outside the mask; between
+    frames its inner face moves against the head far more than in the real video."""
+    from fmkit.data.signal import laplacian, region_jitter
+    from fmkit.data.synth import render_real, select_photos, wobble_shifts
+
+    photo = select_photos(1, 128)[0]
+    real = render_real(photo, np.random.default_rng(0), 8, 128, 25)
+    fake = render_real(photo, np.random.default_rng(0), 8, 128, 25, wobble=wobble_shifts(np.random.default_rng(1), 8))
+    r, f, m = np.stack(real.frames), np.stack(fake.frames), fake.masks
+    assert real.masks is None and m.shape == (8, 128, 128)
+    np.testing.assert_array_equal(real.landmarks, fake.landmarks)
+    outside = np.broadcast_to((m == 0)[..., None], r.shape)
+    assert np.abs(r[outside].astype(int) - f[outside]).max() <= 1, "outside the mask it is the real frame"
+    inside = m >= 0.5
+    detail = laplacian(f)[inside].mean() / laplacian(r)[inside].mean()
+    assert 0.95 < detail < 1.1, f"per-frame detail must be a real frame's, got {detail:.3f}"
+    jitter, floor = region_jitter(f, m), region_jitter(r, m)
+    assert jitter > 3 * floor and jitter > 0.5, f"inner-vs-head jitter {jitter:.2f} px vs real {floor:.2f} px"

@@ -18,9 +18,16 @@ video ``rNNN`` gets one fake per method, made from its frames:
   face crosses splits;
 - ``selfblend`` (``rNNN_sbi``): Self-Blended Images with one jitter drawn per video;
 - ``flicker`` (``rNNN_flk``): a self-blend whose mask, offset and colour shift are redrawn
-  every frame, a temporally inconsistent fake.
+  every frame, a temporally inconsistent fake;
+- ``wobble`` (``rNNN_wob``): a temporal-only fake. Each frame is rendered from the photo
+  exactly as the real video's frame is (same head pose, light and sensor noise, one
+  interpolation of the photo, no blend, no resampling), except that a smooth displacement
+  field moves the inner face (brows to chin) against the head by a fresh random shift of
+  :data:`WOBBLE_RANGE` face units every frame: the unstable per-frame alignment of a
+  frame-by-frame face swap. One frame alone is a plausible real face; only the frame-to-frame
+  jitter, which the smooth head motion never has, gives it away.
 
-Every blended source is also resampled (down by a factor in
+Every blended source (not ``wobble``) is also resampled (down by a factor in
 :data:`fmkit.data.blend.RESAMPLE_RANGE` and back up), as a generator working at a lower
 resolution would leave it: the manipulated region loses detail and sensor noise that the
 rest of the frame keeps. Without it the synthetic fakes carry almost no cue that holds
@@ -56,13 +63,16 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from fmkit import __version__
-from fmkit.config import SYNTH, resolve
+from fmkit.config import SYNTH, SYNTH_METHODS, resolve
 from fmkit.data.blend import (
     RESAMPLE_RANGE,
     MaskParams,
     SBIParams,
     face_swap,
+    face_unit,
+    hull_mask,
     self_blend,
+    soft_mask,
     transform_box,
     transform_points,
 )
@@ -72,8 +82,15 @@ from fmkit.data.video import write_video
 from fmkit.errors import FmkitError
 from fmkit.io import atomic_path, write_csv, write_json
 
-METHODS = ("faceswap", "selfblend", "flicker")
-FAKE_SUFFIX = {"selfblend": "sbi", "flicker": "flk"}
+METHODS = SYNTH_METHODS
+#: Methods whose frames are each, alone, rendered like a real frame (the fake is only in time).
+TEMPORAL_METHODS = ("wobble",)
+FAKE_SUFFIX = {"selfblend": "sbi", "flicker": "flk", "wobble": "wob"}
+#: wobble: size of the inner face's shift against the head, drawn afresh every frame (face units,
+#: about the eye distance: 0.06–0.12 is 1.5–3 px on a 128 px frame's face).
+WOBBLE_RANGE = (0.06, 0.12)
+#: wobble: blur of the inner-face hull that shapes the displacement field (face units).
+WOBBLE_FEATHER = 0.25
 SPLIT_FRACTIONS = {"test": 0.2, "val": 0.2}
 METADATA_COLUMNS = ["path", "source_id", "split", "identity", "method", "label", "donor"]
 DONE_FILE = "synth.json"
@@ -102,11 +119,13 @@ class Photo:
 
 @dataclass(frozen=True)
 class Clip:
-    """A rendered real video: frames (T × (S, S, 3) uint8), landmarks (T, 5, 2) and face boxes (T, 4) px."""
+    """A rendered video: frames (T × (S, S, 3) uint8), landmarks (T, 5, 2) and face boxes (T, 4) px;
+    ``masks`` (T, S, S) float32 in [0, 1]: where a wobble moved the inner face (None for a real video)."""
 
     frames: list[np.ndarray]
     landmarks: np.ndarray
     boxes: np.ndarray
+    masks: np.ndarray | None = None
 
 
 # --- identities --------------------------------------------------------------------------
@@ -266,6 +285,32 @@ def warp_frame(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
 
 
+def inner_face_mask(landmarks: np.ndarray, size: int) -> np.ndarray:
+    """Soft (S, S) float32 mask in [0, 1] of the inner face (brows to chin), blurred by WOBBLE_FEATHER face units."""
+    return soft_mask(hull_mask((size, size), landmarks), sigma=WOBBLE_FEATHER * face_unit(landmarks))
+
+
+def displaced_warp(image: np.ndarray, matrix: np.ndarray, size: int, mask: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """:func:`warp_frame`, with the content under ``mask`` moved by ``mask · shift`` px (shift (2,) x, y).
+
+    One bilinear interpolation of the photo, like the real frame: output pixel q samples the
+    photo at M⁻¹(q − m(q) s), a smooth displacement field (no fold while |s| · |∇m| < 1).
+    """
+    inverse = cv2.invertAffineTransform(matrix)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    qx, qy = xx - mask * np.float32(shift[0]), yy - mask * np.float32(shift[1])
+    map_x = inverse[0, 0] * qx + inverse[0, 1] * qy + inverse[0, 2]
+    map_y = inverse[1, 0] * qx + inverse[1, 1] * qy + inverse[1, 2]
+    return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+
+
+def wobble_shifts(rng: np.random.Generator, frames: int) -> np.ndarray:
+    """(T, 2) inner-face shifts in face units: a random direction and a size in WOBBLE_RANGE, fresh each frame."""
+    angle = rng.uniform(0, 2 * np.pi, frames)
+    size = rng.uniform(*WOBBLE_RANGE, frames)
+    return np.stack([np.cos(angle), np.sin(angle)], axis=1) * size[:, None]
+
+
 def smooth_curve(rng: np.random.Generator, t: np.ndarray, amplitude: float) -> np.ndarray:
     """A smooth random signal over times ``t`` (s): two slow sinusoids (0.2–0.9 Hz), |value| ≤ amplitude."""
     out = np.zeros_like(t, dtype=np.float64)
@@ -287,8 +332,15 @@ def _lighting(rng: np.random.Generator, t: np.ndarray, size: int) -> np.ndarray:
     return light.astype(np.float32)
 
 
-def render_real(photo: Photo, rng: np.random.Generator, frames: int, size: int, fps: int) -> Clip:
-    """A real video of ``photo`` (at working size): smooth head motion, changing light, sensor noise."""
+def render_real(
+    photo: Photo, rng: np.random.Generator, frames: int, size: int, fps: int, wobble: np.ndarray | None = None
+) -> Clip:
+    """A real video of ``photo`` (at working size): smooth head motion, changing light, sensor noise.
+
+    ``wobble`` (T, 2) face units: render the ``wobble`` fake instead, the same video (same
+    ``rng`` draws: pose, light, noise) with frame i's inner face shifted by ``wobble[i]``
+    against the head (:func:`displaced_warp`); the clip's ``masks`` say where.
+    """
     t = np.arange(frames) / fps
     face_fraction = rng.uniform(0.40, 0.50)
     base = rng.uniform(-0.04, 0.04, 2)
@@ -296,37 +348,53 @@ def render_real(photo: Photo, rng: np.random.Generator, frames: int, size: int, 
     angle, zoom = smooth_curve(rng, t, 7.0), np.exp(smooth_curve(rng, t, 0.06))
     light = _lighting(rng, t, size)
     noise_sd = rng.uniform(1.5, 3.5)
-    clip_frames, landmarks, boxes = [], [], []
+    clip_frames, landmarks, boxes, masks = [], [], [], []
     for i in range(frames):
         matrix = placement(photo, size, face_fraction, base + [dx[i], dy[i]], angle[i], zoom[i])
-        frame = warp_frame(photo.image, matrix, size).astype(np.float32) * light[i]
+        points = transform_points(matrix, photo.landmarks)
+        if wobble is None:
+            image = warp_frame(photo.image, matrix, size)
+        else:
+            masks.append(inner_face_mask(points, size))
+            image = displaced_warp(photo.image, matrix, size, masks[-1], wobble[i] * face_unit(points))
+        frame = image.astype(np.float32) * light[i]
         frame += rng.normal(0.0, noise_sd, frame.shape)
         clip_frames.append(np.clip(np.round(frame), 0, 255).astype(np.uint8))
-        landmarks.append(transform_points(matrix, photo.landmarks))
+        landmarks.append(points)
         boxes.append(transform_box(matrix, photo.box))
-    return Clip(clip_frames, np.stack(landmarks), np.stack(boxes))
+    return Clip(clip_frames, np.stack(landmarks), np.stack(boxes), np.stack(masks) if masks else None)
 
 
 # --- fakes -------------------------------------------------------------------------------
 
 
 def make_fake(
-    method: str, clip: Clip, rng: np.random.Generator, donor: Photo | None = None
+    method: str, clip: Clip, rng: np.random.Generator, donor: Photo | None = None, detail: float = 0.0
 ) -> tuple[list[np.ndarray], np.ndarray]:
-    """Fake frames (T × (S, S, 3) uint8) and their blend masks (T, S, S) uint8 0..255 from a real clip."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}")
+    """Fake frames (T × (S, S, 3) uint8) and their blend masks (T, S, S) uint8 0..255 from a real clip.
+
+    Blend methods only: a ``wobble`` fake is rendered from the photo (:func:`render_real`).
+    ``detail`` in [0, 1] moves the resampling factor f towards 1 (f' = 1 + (f − 1)(1 − detail)):
+    a redraw of a fake that MTCNN misses keeps more of the source's detail (:func:`detectable_fake`).
+    """
+    if method not in METHODS or method in TEMPORAL_METHODS:
+        raise ValueError(f"unknown blend method {method!r}")
     if method == "faceswap" and donor is None:
         raise ValueError("faceswap needs a donor photo")
+
+    def relaxed(factor: float) -> float:
+        return 1.0 + (factor - 1.0) * (1.0 - detail)
+
     # faceswap and selfblend draw their parameters once per video (a temporally consistent
-    # blend); flicker passes None, so self_blend redraws them from rng for every frame
+    # blend); flicker draws them afresh for every frame
     params: MaskParams | SBIParams | None = None
     factor = 1.0
     if method == "faceswap":
         params = MaskParams.sample(rng, deform=0.03, ratios=(1.0,))
-        factor = float(rng.uniform(*RESAMPLE_RANGE))
+        factor = relaxed(float(rng.uniform(*RESAMPLE_RANGE)))
     elif method == "selfblend":
         params = SBIParams.sample(rng)
+        params = replace(params, resample=relaxed(params.resample))
     out, masks = [], []
     for frame, lm, box in zip(clip.frames, clip.landmarks, clip.boxes):
         if method == "faceswap":
@@ -334,22 +402,88 @@ def make_fake(
                 frame, lm, donor.image, donor.landmarks, box=box, params=params, resample_factor=factor
             )
         else:
-            image, mask = self_blend(frame, lm, rng, box=box, params=params)
+            frame_params = params
+            if frame_params is None:
+                frame_params = SBIParams.sample(rng)
+                frame_params = replace(frame_params, resample=relaxed(frame_params.resample))
+            image, mask = self_blend(frame, lm, box=box, params=frame_params)
         out.append(image)
         masks.append(np.round(mask * 255).astype(np.uint8))
     return out, np.stack(masks)
 
 
-def write_masks(path: str | os.PathLike, masks: np.ndarray) -> Path:
-    """Save (T, H, W) uint8 masks as ``.npz`` (key ``masks``) atomically, byte-identical for equal masks.
+#: A fake is redrawn (a new random stream) while MTCNN misses its face in a frame, at most this many draws.
+MAX_DRAWS = 8
+#: Frames smaller than this (px) are not checked with MTCNN (tiny test data; MTCNN's floor is ~20 px faces).
+MIN_CHECK_SIZE = 96
+
+
+def detectable_fake(
+    method: str,
+    clip: Clip,
+    photo: Photo,
+    donor: Photo | None,
+    seed: int,
+    index: int,
+    shape: tuple[int, int, int],
+    check: bool = True,
+) -> tuple[list[np.ndarray], np.ndarray, int]:
+    """The fake of ``method`` for real video ``index``, redrawn until MTCNN finds a face in every frame.
+
+    A face detector that misses fakes but not their real sources makes its failures a label cue
+    and drops fakes from evaluation; real datasets keep only faces a detector finds. Draw d (0, 1,
+    …) uses the random stream (seed, 1 + method, index, d) (draw 0: (seed, 1 + method, index)) and
+    keeps more of the source's detail as d grows (``detail`` = d / MAX_DRAWS, see :func:`make_fake`).
+    ``flicker``, drawn afresh per frame anyway, replaces only the frames MTCNN missed; the other
+    methods redraw the whole video (their blend is one per video). Returns (frames, masks (T, S, S)
+    uint8 0..255, the last draw used); after :data:`MAX_DRAWS` the last draw is kept and
+    preprocessing records its faceless frames.
+    """
+    frames: list[np.ndarray] = []
+    masks = np.zeros(0)
+    missing = list(range(shape[0]))
+    for draw in range(MAX_DRAWS):
+        rng = _rng(seed, 1 + METHODS.index(method), index, *((draw,) if draw else ()))
+        if method in TEMPORAL_METHODS:
+            fake_clip = render_real(photo, _rng(seed, 0, index), *shape, wobble=wobble_shifts(rng, shape[0]))
+            new, new_masks = fake_clip.frames, np.round(fake_clip.masks * 255).astype(np.uint8)
+        else:
+            new, new_masks = make_fake(method, clip, rng, donor, detail=draw / MAX_DRAWS)
+        if method == "flicker" and frames:
+            for i in missing:
+                frames[i], masks[i] = new[i], new_masks[i]
+        else:
+            frames, masks = list(new), new_masks.copy()
+        if not check:
+            break
+        todo = missing if method == "flicker" else range(shape[0])
+        found = _detect([frames[i] for i in todo])
+        missing = [i for i, faces in zip(todo, found) if not faces]
+        if not missing:
+            break
+    return frames, masks, draw
+
+
+def write_masks(path: str | os.PathLike, masks: np.ndarray, draw: int = 0) -> Path:
+    """Save (T, H, W) uint8 masks as ``.npz`` (keys ``masks`` and ``draw``, see :func:`detectable_fake`)
+    atomically, byte-identical for equal masks.
 
     ``np.savez`` stamps the zip entry with the current time; a fixed stamp keeps the file reproducible.
     """
-    info = zipfile.ZipInfo("masks.npy", date_time=(1980, 1, 1, 0, 0, 0))
-    info.compress_type = zipfile.ZIP_DEFLATED
-    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w") as zf, zf.open(info, "w", force_zip64=True) as f:
-        np.lib.format.write_array(f, np.ascontiguousarray(masks, np.uint8), allow_pickle=False)
+    arrays = {"masks": np.ascontiguousarray(masks, np.uint8), "draw": np.asarray(draw, np.int64)}
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w") as zf:
+        for key, array in arrays.items():
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with zf.open(info, "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, array, allow_pickle=False)
     return Path(path)
+
+
+def mask_draw(path: str | os.PathLike) -> int:
+    """The draw of the fake whose masks are at ``path`` (0 for files written before draws were recorded)."""
+    with np.load(path) as f:
+        return int(f["draw"]) if "draw" in f else 0
 
 
 # --- the dataset -------------------------------------------------------------------------
@@ -467,9 +601,11 @@ def synthesize(
     plan = _plan(cfg)
     rows = []
     bar = tqdm(total=cfg["videos"] * (1 + len(cfg["methods"])), desc="synth videos", unit="video", disable=not progress)
+    draws: dict[str, list[int]] = {m: [] for m in cfg["methods"]}
     for i, (vid, name) in enumerate(plan.video_identity.items()):
         split = plan.split_of[name]
-        clip = render_real(plan.photos[name], _rng(cfg["seed"], 0, i), cfg["frames"], cfg["size"], cfg["fps"])
+        shape = (cfg["frames"], cfg["size"], cfg["fps"])
+        clip = render_real(plan.photos[name], _rng(cfg["seed"], 0, i), *shape)
         rel = f"real/{vid}.mp4"
         if not (out / rel).is_file():
             write_video(out / rel, clip.frames, cfg["fps"])
@@ -480,9 +616,12 @@ def synthesize(
             mask_path = (out / "masks" / rel).with_suffix(".npz")
             if not ((out / rel).is_file() and mask_path.is_file()):
                 donor = plan.photos[plan.donor_of[vid]] if method == "faceswap" else None
-                fake, masks = make_fake(method, clip, _rng(cfg["seed"], 1 + METHODS.index(method), i), donor)
-                write_masks(mask_path, masks)
+                fake, masks, draw = detectable_fake(
+                    method, clip, plan.photos[name], donor, cfg["seed"], i, shape, check=cfg["size"] >= MIN_CHECK_SIZE
+                )
+                write_masks(mask_path, masks, draw)
                 write_video(out / rel, fake, cfg["fps"])
+            draws[method].append(mask_draw(mask_path))
             rows.append([rel, vid, split, name, method, LABEL_FAKE, plan.donor_of[vid] if method == "faceswap" else ""])
             bar.update()
     bar.close()
@@ -495,6 +634,8 @@ def synthesize(
             "identities": plan.split_of,
             "donor_only_identities": plan.donor_only,
             "counts": counts,
+            # fakes redrawn because MTCNN missed their face in a frame (detectable_fake), per method
+            "redrawn": {m: {"videos": sum(d > 0 for d in ds), "extra_draws": sum(ds)} for m, ds in draws.items()},
         },
         out / DONE_FILE,
     )
