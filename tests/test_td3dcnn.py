@@ -22,7 +22,8 @@ def numbered_clip(n: int = 2, frames: int = 8) -> torch.Tensor:
 
 
 def kept_positions(out: torch.Tensor) -> list[int]:
-    return out[0, 0, :, 0, 0].long().tolist()
+    """The distinct frames of a (dropped-out) clip, in order."""
+    return list(dict.fromkeys(out[0, 0, :, 0, 0].long().tolist()))
 
 
 def test_temporal_dropout_keeps_an_ordered_random_subset_per_batch():
@@ -31,9 +32,12 @@ def test_temporal_dropout_keeps_an_ordered_random_subset_per_batch():
     draws = [kept_positions(drop(x)) for _ in range(20)]
     for kept in draws:
         assert len(kept) == 4, "keep 0.5 of 8 frames keeps 4"
-        assert kept == sorted(set(kept)), "kept frames stay in temporal order, without repeats"
+        assert kept == sorted(kept), "kept frames stay in temporal order"
     assert len({tuple(k) for k in draws}) > 5, "every batch draws anew"
     out = drop(x)
+    assert out.shape == x.shape, "the kept frames are resampled back to the clip length"
+    frames = out[0, 0, :, 0, 0].long().tolist()
+    assert frames == sorted(frames) and all(frames.count(f) == 2 for f in set(frames)), "each kept frame twice"
     assert torch.equal(out[0], out[1]), "one draw serves the whole batch"
     assert drop.last_index.tolist() == kept_positions(out)
 
@@ -76,7 +80,7 @@ def test_video_models_map_clips_to_logits_with_gradients(name, one_thread):
         model(torch.rand(2, 3, 32, 32))
 
 
-def test_td3dcnn_trains_on_fewer_frames_than_it_scores(one_thread):
+def test_td3dcnn_trains_and_scores_volumes_of_one_length(one_thread):
     model = create_model("td3dcnn", keep=0.5).train()
     seen = []
     handle = model.features.register_forward_pre_hook(lambda _m, args: seen.append(args[0].shape[2]))
@@ -85,7 +89,7 @@ def test_td3dcnn_trains_on_fewer_frames_than_it_scores(one_thread):
     with torch.no_grad():
         model(torch.rand(2, 3, 8, 32, 32))
     handle.remove()
-    assert seen == [4, 8]
+    assert seen == [8, 8], "after temporal dropout the volume is resampled back to T frames"
     assert create_model("td3dcnn_nodrop").temporal_dropout.keep == 1.0
 
 

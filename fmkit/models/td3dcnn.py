@@ -11,12 +11,11 @@ as such:
 
 * **Temporal dropout** (:class:`TemporalDropout`, the paper's Algorithm 1): in training,
   one ordered random subset of ``k = max(1, round(keep · T))`` of the T frame positions is
-  drawn per batch and the network consumes the kept frames, in order, as a shorter volume
-  (N, 3, k, H, W); global spatio-temporal pooling accepts any length. We do not resample
-  back to T frames, so temporal dropout also cuts the training cost by ``keep``. Kept
-  frames are further apart in time than in the full volume, so the network learns
-  features that do not depend on one frame spacing. Identity in eval mode: a clip is
-  scored on all its T frames.
+  drawn per batch and the kept frames, in order, are resampled back to T positions
+  (nearest in time: position j shows kept frame ⌊j·k/T⌋), so training and test volumes
+  have one length and BatchNorm sees one kind of volume. Kept frames are further apart in
+  time than in the full volume, so the network learns features that do not depend on one
+  frame spacing. Identity in eval mode: a clip is scored on all its T frames.
 * **Inception blocks** (:class:`Inception3d`): four parallel branches concatenated along
   channels, as in GoogLeNet / I3D: 1×1×1; 1×1×1 → 3×3×3; 1×1×1 → a factorised (2+1)D
   5×5×5 receptive field (1×5×5 spatial then 5×1×1 temporal); 3×3×3 max-pool → 1×1×1. Each
@@ -37,8 +36,8 @@ model             parameters  FLOPs, 16 × 112 × 112  FLOPs, 8 × 64 × 64
 ================  ==========  =====================  ======================
 
 ``td3dcnn`` has ``width=32``; ``width=64`` (the GPU-sized recipe in its header) has 2.67 M
-parameters and 6.1 GFLOPs at 16 × 112 × 112. With temporal dropout a training clip costs
-about ``keep`` × these.
+parameters and 6.1 GFLOPs at 16 × 112 × 112. A training clip costs the same with temporal
+dropout (the kept frames are resampled back to T).
 
 All three map clips (N, 3, T, H, W) of face crops in [0, 1] to N fake logits (N,) (label
 1 = fake), normalising inside the model (ImageNet mean/std for ``td3dcnn``, Kinetics-400
@@ -63,8 +62,9 @@ KINETICS_MEAN, KINETICS_STD = (0.43216, 0.394666, 0.37645), (0.22803, 0.22145, 0
 class TemporalDropout(nn.Module):
     """Temporal dropout: keep an ordered random subset of the frames of a volume, one draw per batch.
 
-    Input (N, C, T, H, W); in training returns (N, C, k, H, W), the frames at ``k`` sorted
-    random positions (the same for every clip of the batch), ``k = max(1, round(keep · T))``;
+    Input (N, C, T, H, W); in training returns (N, C, T, H, W) made of the frames at ``k``
+    sorted random positions (the same for every clip of the batch), ``k = max(1, round(keep · T))``,
+    each repeated to fill T positions in order (position j shows kept frame ⌊j·k/T⌋);
     in eval mode returns the input unchanged. ``keep`` = 1 is the identity. Draws come from
     ``generator`` when given, else from torch's global RNG (so ``torch.manual_seed``, which
     the engine sets from the run's seed, makes them reproducible). ``last_index`` holds the
@@ -91,7 +91,7 @@ class TemporalDropout(nn.Module):
             return x
         index = torch.randperm(frames, generator=self.generator)[:k].sort().values
         self.last_index = index
-        return x.index_select(2, index.to(x.device))
+        return x.index_select(2, index[torch.arange(frames) * k // frames].to(x.device))
 
     def extra_repr(self) -> str:
         return f"keep={self.keep}"
