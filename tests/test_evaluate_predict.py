@@ -58,7 +58,7 @@ def test_evaluate_writes_metrics_figures_and_a_cross_dataset_table(frame_run, sy
         for file in ("videos.csv", "methods.csv", "roc.png", "scores.png"):
             assert (out / name / file).is_file(), (name, file)
     videos = pd.read_csv(out / names[0] / "videos.csv")
-    assert list(videos.columns) == ["video_id", "label", "prob", "identity", "method"]
+    assert list(videos.columns) == ["video_id", "label", "prob", "identity", "method", "fallback"]
     assert len(videos) == metrics["n_videos"]
     cross = pd.read_csv(out / "cross_dataset.csv")
     assert set(cross["test"]) == set(names) and set(cross["level"]) == {"frame", "video"}

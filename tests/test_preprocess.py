@@ -173,6 +173,16 @@ def test_preprocess_writes_manifest_crops_and_errors(faces_out, face_dataset):
     reasons = dict(zip(errors["path"], errors["reason"]))
     assert "corrupt.mp4" in reasons["real/corrupt.mp4"]
     assert "no face" in reasons["real/noface.mp4"]
+    # each error carries its video's index columns, so a video without crops keeps its label, split, source
+    src = index.set_index("path")
+    for _, row in errors.iterrows():
+        want = src.loc[row["path"]]
+        assert (row["label"], row["split"], str(row["source_id"])) == (want["label"], want["split"], want["source_id"])
+    from fmkit.engine.coverage import folder_videos
+
+    videos = folder_videos(out)  # every video of the index, those without a crop included
+    assert set(videos.index) == set(index["video_id"])
+    assert videos.loc[src.loc["real/noface.mp4", "video_id"], "crops"] == 0
     assert not list(face_dataset.rglob("*.jpg")), "the dataset root is never written to"
 
 

@@ -3,7 +3,8 @@
 Output folder ``FACES``::
 
     faces.csv                 the faces manifest (docs/architecture.md): index columns + per-crop columns
-    errors.csv                path, video_id, frame_idx, reason (unreadable videos, frames with no face)
+    errors.csv                path, video_id, frame_idx, reason and the video's index columns (unreadable
+                              videos, frames with no face)
     crops/<vid>/<frame>.jpg   the face crops (and masks/<vid>/<frame>.png for synthetic fakes)
     videos/<vid>.csv|.err.json  per-video records: a video with either is done and skipped on re-run
     preprocess.json           the settings and the dataset root used
@@ -185,7 +186,12 @@ class _Worker:
         return faces, errors
 
     def _error(self, row: dict, frame_idx: int | None, reason: str) -> dict:
-        return {"path": row["path"], "video_id": row["video_id"], "frame_idx": frame_idx, "reason": reason}
+        """An error row (:data:`ERROR_COLUMNS`): it carries the video's index columns, so that a video without
+        any crop is still known with its label, split and source (every test video is scored)."""
+        index = {
+            c: int(row[c]) if c == "label" else str(row[c]) for c in INDEX_COLUMNS if c not in ("path", "video_id")
+        }
+        return {"path": row["path"], "video_id": row["video_id"], "frame_idx": frame_idx, "reason": reason, **index}
 
 
 def _load_masks(path: Path) -> np.ndarray | None:
@@ -347,6 +353,7 @@ def collect(out: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
     errors = [e for p in sorted((out / "videos").glob("*.err.json")) for e in json.loads(p.read_text())]
     errors_df = pd.DataFrame(errors, columns=ERROR_COLUMNS)
     errors_df["frame_idx"] = errors_df["frame_idx"].astype("Int64")
+    errors_df["label"] = errors_df["label"].astype("Int64")  # empty in records of an older fmkit
     write_csv(manifest, out / FACES_FILE)
     write_csv(errors_df, out / ERRORS_FILE)
     return manifest, errors_df

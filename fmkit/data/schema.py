@@ -10,7 +10,7 @@ Every module that reads or writes these tables goes through this one:
 - the faces manifest (``fmkit preprocess`` → ``FACES/faces.csv``): :data:`FACE_COLUMNS`
   (the index columns, then one crop per row: frame, crop and mask paths, MTCNN box,
   probability and five landmarks in frame pixels, and the crop geometry), :func:`read_faces`;
-  its error list :data:`ERROR_COLUMNS`;
+  its error list :data:`ERROR_COLUMNS` (with the index columns of each error's video), :func:`read_errors`;
 - crop geometry: a crop is the square ``region = (x0, y0, side)`` of the frame (pixels,
   may leave the frame: zero padded) resized to ``crop_size`` px (:func:`square_region`,
   :func:`crop_square`, :func:`to_crop_coords`, :func:`crop_region`).
@@ -42,7 +42,10 @@ CROP_COLUMNS = ["crop_x0", "crop_y0", "crop_side", "crop_size"]
 FACE_COLUMNS = (
     INDEX_COLUMNS + ["frame_idx", "crop_path", "mask_path", *BOX_COLUMNS, "prob"] + LANDMARK_COLUMNS + CROP_COLUMNS
 )
-ERROR_COLUMNS = ["path", "video_id", "frame_idx", "reason"]
+#: ``errors.csv``: one row per unreadable video or frame without a face, with its video's index columns, so
+#: that a video that gave no crop at all is still known with its label, split and source (see
+#: :mod:`fmkit.engine.coverage`).
+ERROR_COLUMNS = ["path", "video_id", "frame_idx", "reason", "label", "split", "method", "dataset", "source_id"]
 FACES_FILE = "faces.csv"
 ERRORS_FILE = "errors.csv"
 
@@ -131,6 +134,26 @@ def read_faces(path: str | os.PathLike) -> pd.DataFrame:
         raise FmkitError(f"{path} is not a faces manifest: missing columns {', '.join(missing)}")
     df["mask_path"] = df["mask_path"].fillna("")
     return df
+
+
+def read_errors(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a faces folder's ``errors.csv`` (the folder, its ``faces.csv`` or the file itself).
+
+    Columns :data:`ERROR_COLUMNS`; a column that a faces folder of an older fmkit lacks (the
+    index columns) is empty. No file: an empty table.
+    """
+    path = Path(path)
+    if path.is_dir() or path.name == FACES_FILE:
+        path = faces_root(path) / ERRORS_FILE
+    if not path.is_file():
+        return pd.DataFrame(columns=ERROR_COLUMNS)
+    df = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"video_id": str, "source_id": str})
+    for column in ERROR_COLUMNS:
+        if column not in df.columns:
+            df[column] = pd.NA
+    df["frame_idx"] = df["frame_idx"].astype("Int64")
+    df["label"] = df["label"].astype("Int64")
+    return df[ERROR_COLUMNS + [c for c in df.columns if c not in ERROR_COLUMNS]]
 
 
 def faces_root(path: str | os.PathLike) -> Path:

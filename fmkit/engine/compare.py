@@ -2,11 +2,11 @@
 
 Frame detectors and clip detectors meet here: every run's ``test_predictions.csv`` (one
 row per frame or clip) becomes one score per test video, the mean of its items'
-probabilities. With ``common=True`` only the videos every run scored are kept (a clip
-run with ``short_videos: skip`` leaves out videos with too few face crops), so every
-detector is measured on exactly the same videos. Intervals are 95 % bootstrap intervals
-resampling test identities (the manifest's ``source_id``), paired across detectors for
-differences.
+probabilities, for **every** test video of the faces folder: a video a run has no item
+for (no face crop; for a clip run, fewer crops than a clip) gets the fallback score 0.5
+and is flagged (:mod:`fmkit.engine.coverage`), so every detector is measured on exactly
+the same videos. Intervals are 95 % bootstrap intervals resampling test identities (the
+index's ``source_id``), paired across detectors for differences.
 """
 
 from __future__ import annotations
@@ -18,49 +18,45 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fmkit.data.schema import LABEL_REAL, read_faces
+from fmkit.data.schema import LABEL_REAL
+from fmkit.engine.coverage import VIDEO_COLUMNS, folder_videos, split_videos, video_table
 from fmkit.errors import FmkitError
-from fmkit.metrics import auc_difference_interval, auc_interval, roc, verdict, video_level
+from fmkit.metrics import auc_difference_interval, auc_interval, roc, verdict
 
 ALL = "all"
 
 
 def video_info(faces: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
-    """Per video of a faces folder (or manifest): ``identity`` (source_id) and ``method``, indexed by video_id."""
-    manifest = faces if isinstance(faces, pd.DataFrame) else read_faces(Path(faces))
-    info = manifest.groupby("video_id").agg(identity=("source_id", "first"), method=("method", "first"))
-    info.index = info.index.astype(str)
-    return info
-
-
-def videos_of(pred: pd.DataFrame, info: pd.DataFrame, name: str = "predictions") -> pd.DataFrame:
-    """Item predictions (video_id, label, prob) → one row per video: video_id, label, prob (mean of its
-    items), identity, method (from :func:`video_info`)."""
-    videos = video_level(pred["prob"], pred["label"], pred["video_id"].astype(str).tolist())
-    unknown = set(videos["video_id"]) - set(info.index)
-    if unknown:
-        raise FmkitError(f"{name} scored video {sorted(unknown)[0]!r}, which is not in the faces manifest")
-    return videos.join(info, on="video_id")[["video_id", "label", "prob", "identity", "method"]]
+    """Per video of a faces folder (or manifest), indexed by video_id: ``identity`` (source_id), ``method``,
+    and ``label``, ``split``, ``crops`` (:func:`fmkit.engine.coverage.folder_videos`: the videos without
+    any crop included)."""
+    return folder_videos(faces)[["identity", "method", "label", "split", "crops"]]
 
 
 def video_scores(
-    runs: Mapping[str, str | os.PathLike], faces: str | os.PathLike | pd.DataFrame, common: bool = True
+    runs: Mapping[str, str | os.PathLike],
+    faces: str | os.PathLike | pd.DataFrame,
+    common: bool = True,
+    split: str = "test",
 ) -> pd.DataFrame:
-    """Test video scores of every run, long format.
+    """Test video scores of every run, long format: every test video of ``faces`` for every run.
 
-    Columns: ``model``, ``video_id``, ``label``, ``prob`` (mean of the video's items),
-    ``identity``, ``method`` (the manifest's: ``real`` or the manipulation). ``faces`` is the
-    faces folder (or its manifest) the runs were trained on.
+    Columns: ``model``, ``video_id``, ``label``, ``prob`` (mean of the video's items; 0.5 for a
+    video the run has no item for), ``identity``, ``method`` (the index's: ``real`` or the
+    manipulation), ``fallback`` (True where the run had no item: :func:`fmkit.engine.coverage.video_table`).
+    ``faces`` is the faces folder (or its manifest, which knows only the videos with crops) the
+    runs were trained on. With ``common=True`` only videos every run has a row for are kept (all
+    of them, since every run is given every video).
     """
-    info = video_info(faces)
+    videos = split_videos(faces, split)
     parts = []
     for name, run in runs.items():
         path = Path(run) / "test_predictions.csv"
         if not path.is_file():
             raise FmkitError(f"run {name!r} has no test predictions: {path} (did its training finish?)")
         pred = pd.read_csv(path, dtype={"video_id": str})
-        parts.append(videos_of(pred, info, f"run {name!r}").assign(model=name))
-    scores = pd.concat(parts, ignore_index=True)[["model", "video_id", "label", "prob", "identity", "method"]]
+        parts.append(video_table(pred, videos, f"run {name!r}").assign(model=name))
+    scores = pd.concat(parts, ignore_index=True)[["model", *VIDEO_COLUMNS]]
     if common:
         counts = scores.groupby("video_id")["model"].nunique()
         scores = scores[scores["video_id"].isin(counts.index[counts == len(runs)])]
@@ -82,7 +78,9 @@ def fake_methods(scores: pd.DataFrame) -> list[str]:
 def auc_by_method(scores: pd.DataFrame, resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Video AUC of each model on all fakes and on each method's fakes (against all real videos).
 
-    Columns: model, fakes, auc, lo, hi (95 % interval resampling identities), videos, identities.
+    Columns: model, fakes, auc, lo, hi (95 % interval resampling identities), videos,
+    fallback_videos (those scored 0.5 for want of an item, when ``scores`` has a ``fallback``
+    column; else 0), identities.
     """
     rows = []
     for name, own in scores.groupby("model", sort=False):
@@ -97,6 +95,7 @@ def auc_by_method(scores: pd.DataFrame, resamples: int = 1000, seed: int = 0) ->
                     "lo": lo,
                     "hi": hi,
                     "videos": len(s),
+                    "fallback_videos": int(s["fallback"].sum()) if "fallback" in s else 0,
                     "identities": s["identity"].nunique(),
                 }
             )

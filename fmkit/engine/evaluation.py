@@ -2,17 +2,21 @@
 
 For each faces folder (named by :func:`data_name`), ``evaluate_run`` writes into ``out/<name>/``:
 
-- ``videos.csv``: one row per test video: video_id, label, prob (mean of its frames or
-  clips), identity, method;
+- ``videos.csv``: one row per test video of the faces folder: video_id, label, prob (mean of its
+  frames or clips; 0.5 for a video the model has no item for), identity, method, fallback
+  (:mod:`fmkit.engine.coverage`: a video without any face crop, or for a video model with fewer
+  crops than a clip, is scored 0.5 and counted, so every detector meets on the same videos);
 - ``roc.png`` (video-level ROC curve) and ``scores.png`` (video scores by class);
 - ``methods.csv``: the video AUC on all fakes and on each manipulation method's fakes (against
-  all real videos), with 95 % intervals resampling identities;
+  all real videos), with 95 % intervals resampling identities, and the fallback videos in each;
 
 and into ``out/``: ``metrics.json`` (per faces folder: item-level — frames, or clips for video
-models — and video-level metrics, accuracy at 0.5 and at the validation EER thresholds, each
-with a 95 % interval resampling identities) and ``cross_dataset.csv``, the tidy
+models, over the items that exist — and video-level metrics over every video of the split,
+``n_videos`` and ``fallback_videos``, accuracy at 0.5 and at the validation EER thresholds,
+each with a 95 % interval resampling identities) and ``cross_dataset.csv``, the tidy
 generalisation table: one row per (train set, test set, level) with AUC, its interval, ACC,
-ACC at the validation threshold and EER.
+ACC at the validation threshold, EER, items or videos, fallback videos (video rows) and
+identities.
 
 Thresholds come from the run's validation predictions (``val_predictions.csv``, written by
 the trainer: the EER point of the validation split it was trained with), never from the
@@ -34,14 +38,15 @@ from torch.utils.data import Dataset
 
 from fmkit.config import resolve_config
 from fmkit.data.datasets import ClipDataset
-from fmkit.engine.compare import auc_by_method, video_info, videos_of
+from fmkit.engine.compare import auc_by_method
+from fmkit.engine.coverage import intervals_with_fallback, metrics_with_fallback, split_videos, video_table
 from fmkit.engine.data import build_datasets
 from fmkit.engine.hooks import is_detector
 from fmkit.engine.loop import predict
 from fmkit.engine.report import json_safe
 from fmkit.errors import FmkitError
 from fmkit.io import atomic_path, write_csv, write_json
-from fmkit.metrics import MetricWarning, compute_metrics, eer_threshold, metric_intervals, roc, video_level
+from fmkit.metrics import MetricWarning, eer_threshold, roc, video_level
 from fmkit.models.checkpoint import checkpoint_path, load, read_checkpoint
 
 Extras = Callable[[nn.Module, Dataset, Path, str], Mapping[str, Any]]
@@ -160,27 +165,15 @@ def evaluate_run(
         if len(dataset) == 0:
             raise FmkitError(f"no {split} items in {folder}")
         pred = predict(model, dataset, device=device, progress=progress)
-        info = video_info(folder)
-        ids = pred["video_id"].tolist()
-        groups = pred["video_id"].map(info["identity"]).fillna(pred["video_id"]).tolist()
+        videos = video_table(pred, split_videos(folder, split), f"run {run}")  # every video; 0.5 without items
         items = "clips" if isinstance(dataset, ClipDataset) else "frames"
         metrics: dict[str, Any] = {"split": split, "items": items}
-        metrics.update(
-            compute_metrics(pred["prob"], pred["label"], ids, threshold=threshold, video_threshold=video_threshold)
-        )
-        metrics["intervals"] = metric_intervals(
-            pred["prob"],
-            pred["label"],
-            groups,
-            ids,
-            threshold=threshold,
-            video_threshold=video_threshold,
-            resamples=resamples,
-            seed=seed,
+        metrics.update(metrics_with_fallback(pred, videos, threshold=threshold, video_threshold=video_threshold))
+        metrics["intervals"] = intervals_with_fallback(
+            pred, videos, threshold=threshold, video_threshold=video_threshold, resamples=resamples, seed=seed
         )
         if extras is not None:
             metrics.update(extras(model, dataset, folder, split))
-        videos = videos_of(pred, info, f"run {run}")
         methods = auc_by_method(videos.assign(model=trained_on), resamples=resamples, seed=seed).drop(columns="model")
         metrics["methods"] = methods.set_index("fakes")[["auc", "lo", "hi"]].to_dict("index")
         report[name] = metrics
@@ -189,6 +182,7 @@ def evaluate_run(
             row.update({key: metrics.get(prefix + key) for key in LEVEL_KEYS})
             row["lo"], row["hi"] = metrics["intervals"][prefix + "auc"]
             row["n"] = metrics["n_videos"] if prefix else metrics["n"]
+            row["fallback_videos"] = metrics["fallback_videos"] if prefix else None
             row["identities"] = videos["identity"].nunique()
             rows.append(row)
         if out is not None:
@@ -198,7 +192,7 @@ def evaluate_run(
             _figures(videos, target, f"{trained_on} → {name}")
     if out is not None:
         write_json(json_safe(report), Path(out) / "metrics.json")
-        columns = ["train", "test", "level", "auc", "lo", "hi", *LEVEL_KEYS[1:], "n", "identities"]
+        columns = ["train", "test", "level", "auc", "lo", "hi", *LEVEL_KEYS[1:], "n", "fallback_videos", "identities"]
         write_csv(pd.DataFrame(rows)[columns], Path(out) / "cross_dataset.csv")
     return report
 
@@ -239,7 +233,9 @@ def evaluate_runs(
 
 def summary_table(reports: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> pd.DataFrame:
     """One row per (model, test data): items, item- and video-level AUC with 95 % intervals, video
-    accuracy at the validation threshold and at 0.5, video EER, test videos."""
+    accuracy at the validation threshold and at 0.5, video EER, test videos (every video of the split,
+    the same for every detector) and fallback videos (those of them scored 0.5 for want of an item:
+    no face crop, or for a clip model fewer crops than a clip)."""
     rows = []
     for model, per_data in reports.items():
         for name, m in per_data.items():
@@ -259,6 +255,7 @@ def summary_table(reports: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> pd.
                     "video_acc": m["video_acc"],
                     "video_eer": m["video_eer"],
                     "videos": m["n_videos"],
+                    "fallback_videos": m.get("fallback_videos", 0),
                 }
             )
     return pd.DataFrame(rows)

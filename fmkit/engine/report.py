@@ -1,4 +1,5 @@
-"""The run folder's reports: metrics.csv, metrics.json, the learning-curve figure, and test AUCs with intervals."""
+"""The run folder's reports: metrics.csv, metrics.json, the learning-curve figure, and test AUCs with intervals
+(video level over every test video of the faces folder: :mod:`fmkit.engine.coverage`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from fmkit.engine.coverage import INFO_COLUMNS, folder_videos, video_table
 from fmkit.io import atomic_path, write_csv, write_json
 from fmkit.metrics import auc_difference_interval, auc_interval, video_level
 
@@ -75,24 +77,45 @@ def run_quality(run: str | os.PathLike) -> dict[str, float]:
     return {f"{split}_{key}": summary[split].get(key) for split in ("val", "test") for key in ("auc", "video_auc")}
 
 
-def _test_scores(run: str | os.PathLike, identities: Mapping[str, str], level: str) -> pd.DataFrame:
-    """A run's test scores (frames, or videos by mean probability) with each item's identity."""
+#: A faces folder (or its manifest, or rows of :func:`fmkit.engine.coverage.folder_videos`), or video_id → identity.
+Identities = Mapping[str, str] | pd.Series | str | os.PathLike | pd.DataFrame
+
+
+def _test_scores(run: str | os.PathLike, identities: Identities, level: str) -> pd.DataFrame:
+    """A run's test scores (frames, or videos by mean probability) with each item's identity.
+
+    ``identities``: a faces folder (or its manifest, or :func:`fmkit.engine.coverage.folder_videos`
+    rows): the video level then covers every test video of it, 0.5 for a video the run has no item
+    for (:func:`fmkit.engine.coverage.video_table`); or a mapping video_id → identity: the videos
+    the run scored only.
+    """
     pred = pd.read_csv(Path(run) / "test_predictions.csv", dtype={"video_id": str})
-    if level == "video":
-        pred = video_level(pred["prob"], pred["label"], pred["video_id"].tolist())
-    elif level != "frame":
+    if level not in ("frame", "video"):
         raise ValueError(f"level must be 'frame' or 'video', got {level!r}")
-    return pred.assign(identity=pred["video_id"].map(identities).fillna(pred["video_id"]))
+    if isinstance(identities, (Mapping, pd.Series)):
+        if level == "video":
+            pred = video_level(pred["prob"], pred["label"], pred["video_id"].tolist())
+        return pred.assign(identity=pred["video_id"].map(identities).fillna(pred["video_id"]))
+    info = identities
+    if not (isinstance(info, pd.DataFrame) and set(INFO_COLUMNS) <= set(info.columns)):
+        info = folder_videos(identities)
+    if level == "video":
+        return video_table(pred, info[info["split"] == "test"], f"run {run}")
+    return pred.assign(identity=pred["video_id"].map(info["identity"]).fillna(pred["video_id"]))
 
 
 def heldout_auc_table(
-    runs: Mapping[str, str | os.PathLike], identities: Mapping[str, str], resamples: int = 1000, seed: int = 0
+    runs: Mapping[str, str | os.PathLike], identities: Identities, resamples: int = 1000, seed: int = 0
 ) -> pd.DataFrame:
     """Test AUC of each run's chosen checkpoint, frame and video level, with 95 % intervals.
 
-    ``identities`` maps video_id → identity (e.g. the manifest's ``source_id``): the
-    bootstrap resamples identities, so the interval reflects how many different people
-    the test split holds. Columns: model, level, auc, lo, hi, n (items), identities.
+    ``identities``: the faces folder the runs were trained on (or its manifest): the video
+    level then covers every test video, a video without items (no face crop; for a clip run,
+    fewer crops than a clip) scored 0.5 (:mod:`fmkit.engine.coverage`); or a mapping video_id →
+    identity (the videos each run scored only). The bootstrap resamples identities (the
+    ``source_id``), so the interval reflects how many different people the test split holds.
+    Columns: model, level, auc, lo, hi, n (items or videos), fallback_videos (video level),
+    identities.
     """
     rows = []
     for name, run in runs.items():
@@ -107,6 +130,7 @@ def heldout_auc_table(
                     "lo": lo,
                     "hi": hi,
                     "n": len(s),
+                    "fallback_videos": int(s["fallback"].sum()) if "fallback" in s else 0,
                     "identities": s["identity"].nunique(),
                 }
             )
@@ -116,12 +140,13 @@ def heldout_auc_table(
 def heldout_auc_difference(
     run_a: str | os.PathLike,
     run_b: str | os.PathLike,
-    identities: Mapping[str, str],
+    identities: Identities,
     level: str = "video",
     resamples: int = 1000,
     seed: int = 0,
 ) -> tuple[float, float, float]:
-    """Test AUC of ``run_a`` minus ``run_b`` on the same items, with a paired 95 % interval by identity."""
+    """Test AUC of ``run_a`` minus ``run_b`` on the same items, with a paired 95 % interval by identity
+    (``identities`` as in :func:`heldout_auc_table`: a faces folder gives every test video)."""
     a, b = _test_scores(run_a, identities, level), _test_scores(run_b, identities, level)
     if not (a["video_id"].equals(b["video_id"]) and a["label"].equals(b["label"])):
         raise ValueError("the two runs scored different test items")

@@ -7,7 +7,9 @@ Run folder ``out``::
     checkpoints/best.pt      model of the best epoch on validation (``monitor``), its val metrics
     metrics.csv              one row per finished epoch (rewritten atomically)
     metrics.json             at the end: best epoch, its val metrics, TEST metrics of best.pt
-                             (and the videos a clip dataset left out, ``skipped_videos``)
+                             (video level over every test video of the faces folder, those without
+                             items scored 0.5 and counted in ``fallback_videos``; and the videos a
+                             clip dataset left out, ``skipped_videos``)
     test_predictions.csv     video_id, label, prob of every test item (best.pt)
     val_predictions.csv      the same on validation, written at the best epoch (thresholds are chosen
                              there, never on test)
@@ -42,6 +44,7 @@ from tqdm.auto import tqdm
 from fmkit.config import MONITORS, RESUMABLE_CHANGES, config_changes, dump_yaml, resolve_config
 from fmkit.engine import distributed
 from fmkit.engine.callbacks import build_callbacks
+from fmkit.engine.coverage import metrics_with_fallback, split_videos, video_table
 from fmkit.engine.data import build_datasets, check_datasets, release_loaders, train_loader
 from fmkit.engine.distributed import DistEnv
 from fmkit.engine.hooks import TrainContext, call_hooks, is_detector
@@ -224,6 +227,12 @@ class Trainer:
         metrics = compute_metrics(pred["prob"].to_numpy(), pred["label"].to_numpy(), pred["video_id"].tolist())
         return {"loss": metrics["logloss"], **metrics}, pred
 
+    def _test_metrics(self, pred: pd.DataFrame) -> dict[str, float]:
+        """Test metrics of a detector: items as they are; videos: every test video of the faces folder
+        (:mod:`fmkit.engine.coverage`; only the scored ones when the run was given datasets, not a folder)."""
+        videos = split_videos(self.ctx.data, "test") if self.ctx.data is not None else None
+        return metrics_with_fallback(pred, video_table(pred, videos, "the test split"))
+
     def _check_weights(self) -> None:
         if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
             raise FmkitError(
@@ -345,6 +354,8 @@ class Trainer:
         pred = None
         if len(self.datasets.get("test", ())):
             summary["test"], pred = self._score("test")
+            if pred is not None:  # video level over every test video, 0.5 for one without items
+                summary["test"] = {"loss": summary["test"]["loss"], **self._test_metrics(pred)}
         if self.env.is_main:
             if pred is not None:
                 write_csv(pred, self.run / PREDICTIONS)

@@ -26,6 +26,7 @@ import pandas as pd
 from fmkit.config import resolve_config
 from fmkit.data.concepts import concept_datasets
 from fmkit.data.schema import read_faces
+from fmkit.engine.coverage import folder_videos
 from fmkit.engine.data import build_datasets
 from fmkit.engine.report import heldout_auc_difference, heldout_auc_table
 from fmkit.interpret.concepts import (
@@ -78,10 +79,10 @@ def whitening_report(
     faces = Path(faces)
     manifest = read_faces(faces)
     test_faces = manifest[manifest["split"] == "test"]
-    identities = manifest.groupby("video_id")["source_id"].first().to_dict()
-    auc = heldout_auc_table(runs, identities, resamples, seed)
+    videos = folder_videos(faces)  # every video, those without crops included: the video AUCs cover them
+    auc = heldout_auc_table(runs, videos, resamples, seed)
     by_level = auc.set_index(["model", "level"])
-    diff = heldout_auc_difference(runs["whitening"], runs["baseline2d"], identities, "video", resamples, seed)
+    diff = heldout_auc_difference(runs["whitening"], runs["baseline2d"], videos, "video", resamples, seed)
     models = {name: load(run) for name, run in runs.items()}
     cfg = resolve_config(Path(runs["whitening"]) / "config.yaml")
     size = cfg["data"]["size"]
@@ -111,7 +112,7 @@ def whitening_report(
                 "hi": hi,
                 "target": target,
                 "verdict": decided,
-                "n": test_faces["source_id"].nunique(),
+                "n": videos.loc[videos["split"] == "test", "identity"].nunique(),
             }
         )
     return WhiteningReport(
