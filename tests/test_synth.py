@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from fmkit.config import SYNTH, defaults
+from fmkit.data.people import photo_persons
 from fmkit.data.synth import METADATA_COLUMNS, METHODS, synthesize
 from fmkit.data.video import probe, read_frames
 from fmkit.errors import FmkitError
@@ -43,14 +44,16 @@ def test_layout_and_metadata(tiny):
     assert sorted(meta["path"]) == videos, "metadata lists exactly the videos on disk"
     real = meta[meta["method"] == "real"]
     assert sorted(real["path"]) == [f"real/r{i:03d}.mp4" for i in range(3)]
-    assert (real["label"] == "0").all() and (real["source_id"] == real["path"].str[5:9]).all()
+    persons = photo_persons()
+    assert (real["label"] == "0").all() and (real["source_id"] == real["photo"].map(persons)).all()
+    assert (meta["identity"] == meta["source_id"]).all(), "the identity of a video is its person"
     fake = meta[meta["method"] != "real"]
     assert (fake["label"] == "1").all() and len(fake) == 3 * len(METHODS)
+    photo_of = dict(zip(real["path"].str[5:9], real["photo"]))
     for row in fake.itertuples():
         folder, name = row.path.rsplit("/", 1)
-        assert folder == f"fake/{row.method}" and name.startswith(row.source_id + "_")
-    identity_of = dict(zip(real["source_id"], real["identity"]))
-    assert (fake["identity"] == fake["source_id"].map(identity_of)).all()
+        assert folder == f"fake/{row.method}" and row.photo == photo_of[name[:4]], "a fake is made from its real"
+    assert (fake["source_id"] == fake["photo"].map(persons)).all()
     assert set(meta.loc[meta.method == "selfblend", "path"]) == {f"fake/selfblend/r{i:03d}_sbi.mp4" for i in range(3)}
     assert set(meta.loc[meta.method == "flicker", "path"]) == {f"fake/flicker/r{i:03d}_flk.mp4" for i in range(3)}
     info = json.loads((tiny / "synth.json").read_text())
@@ -71,12 +74,33 @@ def test_splits_group_identities_and_donors(tiny):
         part = meta[meta["split"] == split]
         assert set(part["label"]) == {"0", "1"}, f"{split} needs real and fake videos"
     swaps = meta[meta["method"] == "faceswap"]
-    assert (swaps["donor"] != swaps["identity"]).all() and (swaps["donor"] != "").all()
-    assert (swaps["path"] == "fake/faceswap/" + swaps["source_id"] + "_" + swaps["donor"] + ".mp4").all()
+    persons = photo_persons()
+    assert (swaps["donor"].map(persons) != swaps["identity"]).all() and (swaps["donor"] != "").all()
+    assert all(path.endswith(f"_{donor}.mp4") for path, donor in zip(swaps["path"], swaps["donor"]))
     info = json.loads((tiny / "synth.json").read_text())
-    split_of = {**info["identities"], **info["donor_only_identities"]}
+    split_of = {photo: p["split"] for photo, p in info["photos"].items()}
     assert (swaps["donor"].map(split_of) == swaps["split"]).all(), "a donor face must not cross splits"
-    assert not set(info["donor_only_identities"]) & set(meta["identity"])
+    assert not {persons[p] for p in info["donor_only_photos"]} & set(meta["identity"])
+    assert {p["person"] for p in info["photos"].values()} >= set(meta["identity"])
+
+
+def test_a_person_with_several_photos_stays_in_one_split():
+    """The grouping puts several photos on one person; the plan splits persons, never photos, and the
+    demo's photos (99) are more photos than persons."""
+    from fmkit.config import SYNTH, resolve
+    from fmkit.data.synth import _plan
+
+    cfg = resolve(SYNTH, {"videos": 99, "identities": 99, "size": 128})
+    plan = _plan(cfg)
+    persons = photo_persons()
+    several = {p for p in persons.values() if sum(v == p for v in persons.values()) > 1}
+    used = {plan.person_of[n] for n in plan.video_photo.values()}
+    assert several & used and len(used) < len(set(plan.video_photo.values())), "some person has several photos"
+    for person in used:
+        splits = {plan.split_of(n) for n in plan.person_of if plan.person_of[n] == person}
+        assert len(splits) == 1, f"person {person} is in splits {splits}"
+    test_persons = {p for p in used if plan.person_split[p] == "test"}
+    assert len(test_persons) >= 15
 
 
 def test_folder_index_keeps_the_synth_splits(tiny):
@@ -97,7 +121,7 @@ def test_masks_match_video_frames_and_cover_the_manipulation(tiny):
         assert masks.dtype == np.uint8 and masks.shape == (info.num_frames, info.height, info.width) == (4, 64, 64)
         assert (masks.reshape(4, -1).max(1) > 0).all(), f"empty mask in {row.path}"
         fake = np.stack(read_frames(tiny / row.path)).astype(float)
-        real = np.stack(read_frames(tiny / f"real/{row.source_id}.mp4")).astype(float)
+        real = np.stack(read_frames(tiny / f"real/{row.path.rsplit('/', 1)[1][:4]}.mp4")).astype(float)
         diff = np.abs(fake - real).mean(-1)
         inside, outside = diff[masks >= masks.max() / 2].mean(), diff[masks == 0].mean()
         assert inside > 2 * outside + 1, f"{row.path}: the change must lie under the mask ({inside} vs {outside})"
@@ -182,14 +206,16 @@ def test_mtcnn_finds_the_face_in_every_real_frame_at_the_default_size(tmp_path):
     size = defaults(SYNTH)["size"]
     out = synthesize(tmp_path / "d", videos=4, identities=4, frames=3, methods=("selfblend",), progress=False)
     meta = _meta(out)
-    assert set(meta["identity"]) >= {"astronaut", "hopper"} and meta["identity"].str.startswith("lfw").any()
+    assert set(meta["photo"]) >= {"astronaut", "hopper"} and meta["photo"].str.startswith("lfw").any()
     real = meta[meta["method"] == "real"]
     frames = [f for rel in real["path"] for f in read_frames(out / rel)]
     assert frames[0].shape == (size, size, 3)
     faces = FaceDetector().detect(frames)
     assert len(faces) == 4 * 3 and all(faces), "MTCNN must find the face in every real frame"
+    fakes = [f for rel in meta.loc[meta["method"] != "real", "path"] for f in read_frames(out / rel)]
+    assert all(FaceDetector().detect(fakes)), "fakes are redrawn until MTCNN finds every frame's face"
     # the self-blend of each frame lies on the face MTCNN finds there
-    masks = np.concatenate([_masks(out, f"fake/selfblend/{vid}_sbi.mp4") for vid in real["source_id"]])
+    masks = np.concatenate([_masks(out, f"fake/selfblend/{p[5:9]}_sbi.mp4") for p in real["path"]])
     for found, mask in zip(faces, masks):
         x1, y1, x2, y2 = max(found, key=lambda f: f.area).box
         assert mask[int(max(y1, 0)) : int(y2), int(max(x1, 0)) : int(x2)].sum() > 0.9 * mask.sum()

@@ -1,21 +1,24 @@
 """``fmkit synth``: a small real/fake face-video dataset made from photos that installed packages ship.
 
-Nothing is downloaded. The identities are real face photos: scikit-image's
-``astronaut()``, matplotlib's ``grace_hopper.jpg`` and the faces of scikit-image's
-``lfw_subset()`` (25 × 25 grayscale tight crops, upscaled and set as an oval portrait on a
-defocused background, see :func:`vignette`). Each photo is one identity (the LFW subset
-does not name its people, so two of its photos may show one person). MTCNN finds each
-photo's face box and five landmarks once per process; a photo is used only if MTCNN also
-finds the face in a still frame rendered at the output size.
+Nothing is downloaded. The faces are real photos: scikit-image's ``astronaut()``,
+matplotlib's ``grace_hopper.jpg`` and the faces of scikit-image's ``lfw_subset()`` (25 × 25
+grayscale tight crops, upscaled and set as an oval portrait on a defocused background, see
+:func:`vignette`). The LFW subset does not name its people and some people appear in several
+of its photos, so the photos are grouped into **persons** by a reviewed data file
+(:mod:`fmkit.data.people`: dlib's face descriptor, confirmed by eye). A person is the identity:
+splits, faceswap donors and every interval's bootstrap group (``source_id``) are persons, and a
+person with several photos has several real videos. MTCNN finds each photo's face box and five
+landmarks once per process; a photo is used only if MTCNN also finds the face in a still frame
+rendered at the output size.
 
 Real videos move the photo along a smooth random head trajectory (drift, small rotation
 and scale), with slowly changing lighting and fresh sensor noise in every frame. Each real
 video ``rNNN`` gets one fake per method, made from its frames:
 
-- ``faceswap`` (``rNNN_<donor>``): another identity's inner face, aligned on the five
-  landmarks, colour-matched and blended under a soft hull mask; the donor comes from the
-  same split (a split with a single identity gets a donor-only photo of its own), so no
-  face crosses splits;
+- ``faceswap`` (``rNNN_<donor photo>``): another person's inner face, aligned on the five
+  landmarks, colour-matched and blended under a soft hull mask; the donor is a photo of
+  another person of the same split (a split with a single person gets a donor-only photo of a
+  person used nowhere else), so no face crosses splits;
 - ``selfblend`` (``rNNN_sbi``): Self-Blended Images with one jitter drawn per video;
 - ``flicker`` (``rNNN_flk``): a self-blend whose mask, offset and colour shift are redrawn
   every frame, a temporally inconsistent fake;
@@ -38,8 +41,10 @@ Output (the ``folder`` layout)::
     OUT/real/<id>.mp4
     OUT/fake/<method>/<fake id>.mp4
     OUT/masks/fake/<method>/<fake id>.npz   key "masks": uint8 (T, H, W), 0..255 blend mask per frame
-    OUT/metadata.csv                        path, source_id, split, identity, method, label, donor
-    OUT/synth.json                          the config, identities and their splits (written last)
+    OUT/metadata.csv                        path, source_id (= person), split, identity (= person), photo,
+                                            method, label, donor
+    OUT/synth.json                          the config, every photo's person and split, the persons per
+                                            split, fakes redrawn for MTCNN (written last)
 
 The same config and seed give byte-identical masks and metadata, and the same video frames
 (libx264 usually writes identical bytes too, but not always across processes). Files are
@@ -77,6 +82,7 @@ from fmkit.data.blend import (
     transform_points,
 )
 from fmkit.data.layouts import carve_groups
+from fmkit.data.people import photo_persons
 from fmkit.data.schema import LABEL_FAKE, LABEL_REAL
 from fmkit.data.video import write_video
 from fmkit.errors import FmkitError
@@ -88,11 +94,13 @@ TEMPORAL_METHODS = ("wobble",)
 FAKE_SUFFIX = {"selfblend": "sbi", "flicker": "flk", "wobble": "wob"}
 #: wobble: size of the inner face's shift against the head, drawn afresh every frame (face units,
 #: about the eye distance: 0.06–0.12 is 1.5–3 px on a 128 px frame's face).
-WOBBLE_RANGE = (0.06, 0.12)
+WOBBLE_RANGE = (0.15, 0.25)
 #: wobble: blur of the inner-face hull that shapes the displacement field (face units).
-WOBBLE_FEATHER = 0.25
+WOBBLE_FEATHER = 0.35
 SPLIT_FRACTIONS = {"test": 0.2, "val": 0.2}
-METADATA_COLUMNS = ["path", "source_id", "split", "identity", "method", "label", "donor"]
+#: ``source_id`` and ``identity``: the person (the group of splits and of every interval); ``photo``:
+#: the shipped photo the video was rendered from; ``donor``: the faceswap donor's photo.
+METADATA_COLUMNS = ["path", "source_id", "split", "identity", "photo", "method", "label", "donor"]
 DONE_FILE = "synth.json"
 DEFAULT_IDENTITIES = 8
 PARTIAL_FILE = ".synth-partial.json"
@@ -244,6 +252,11 @@ def _usable_chunk(k: int, size: int) -> tuple[Photo, ...]:
     working = [at_working_size(p, size) for p in _photo_chunk(k) if p is not None]
     found = _detect([still_frame(p, size) for p in working])
     return tuple(p for p, faces in zip(working, found) if faces)
+
+
+def _usable_count(size: int) -> int:
+    """How many shipped photos are usable at ``size`` px."""
+    return sum(len(_usable_chunk(k, size)) for k in range(-(-len(_photo_loaders()) // DETECT_CHUNK)))
 
 
 def select_photos(count: int, size: int) -> list[Photo]:
@@ -491,13 +504,19 @@ def mask_draw(path: str | os.PathLike) -> int:
 
 @dataclass(frozen=True)
 class _Plan:
-    """Who is in the dataset: video ids → identity, identity → split, donors of each faceswap video."""
+    """Who is in the dataset: photos, the person of each, the split of each person, videos → photo,
+    donors of each faceswap video (photos of another person of the same split)."""
 
     photos: dict[str, Photo]
-    video_identity: dict[str, str]
-    split_of: dict[str, str]
+    person_of: dict[str, str]
+    person_split: dict[str, str]
+    video_photo: dict[str, str]
     donor_only: dict[str, str]
     donor_of: dict[str, str]
+
+    def split_of(self, photo: str) -> str:
+        """The split of ``photo``: its person's (a donor-only photo's: the split it donates to)."""
+        return self.donor_only.get(photo) or self.person_split[self.person_of[photo]]
 
 
 #: Random stream keys: real video i draws from (seed, 0, i), its fake of METHODS[j] from
@@ -511,22 +530,44 @@ def _rng(seed: int, *keys: int) -> np.random.Generator:
 
 
 def _plan(cfg: Mapping[str, Any]) -> _Plan:
-    """Pick photos, assign identities to splits, videos to identities and faceswap donors."""
+    """Pick photos, group them into persons, assign persons to splits, videos to photos and faceswap donors.
+
+    Splits are by person (:func:`fmkit.data.people.photo_persons`): a person's photos, and so all
+    their videos, stay in one split. A faceswap donor is a photo of another person of the same
+    split; a split with a single person gets a donor-only photo of a person not otherwise used.
+    """
+    persons = photo_persons()
     targets = select_photos(cfg["identities"], cfg["size"])
-    split_of = carve_groups([p.name for p in targets], SPLIT_FRACTIONS, cfg["seed"])
-    video_identity = {f"r{i:03d}": targets[i % len(targets)].name for i in range(cfg["videos"])}
-    members = {s: sorted(n for n, sp in split_of.items() if sp == s) for s in sorted(set(split_of.values()))}
-    lonely = [s for s, names in members.items() if len(names) < 2] if "faceswap" in cfg["methods"] else []
-    extra = select_photos(cfg["identities"] + len(lonely), cfg["size"])[cfg["identities"] :]
+    person_of = {p.name: persons.get(p.name, p.name) for p in targets}
+    person_split = carve_groups(person_of.values(), SPLIT_FRACTIONS, cfg["seed"])
+    video_photo = {f"r{i:03d}": targets[i % len(targets)].name for i in range(cfg["videos"])}
+    members = {s: sorted(n for n in person_of if person_split[person_of[n]] == s) for s in set(person_split.values())}
+    lonely = (
+        sorted(s for s in members if len({person_of[n] for n in members[s]}) < 2)
+        if "faceswap" in cfg["methods"]
+        else []
+    )
+    extra: list[Photo] = []
+    if lonely:
+        everyone = select_photos(_usable_count(cfg["size"]), cfg["size"])
+        used = set(person_of.values())
+        for photo in everyone[cfg["identities"] :]:
+            person = persons.get(photo.name, photo.name)
+            if person not in used and len(extra) < len(lonely):
+                extra.append(photo)
+                used.add(person)
     donor_only = {p.name: s for p, s in zip(extra, lonely)}
+    for p in extra:
+        person_of[p.name] = persons.get(p.name, p.name)
     photos = {p.name: p for p in targets + extra}
     donor_of = {}
     if "faceswap" in cfg["methods"]:
-        for i, (vid, name) in enumerate(video_identity.items()):
-            split = split_of[name]
-            pool = [n for n in members[split] if n != name] or [n for n, s in donor_only.items() if s == split]
+        for i, (vid, name) in enumerate(video_photo.items()):
+            split = person_split[person_of[name]]
+            pool = [n for n in members[split] if person_of[n] != person_of[name]]
+            pool = pool or [n for n, s in donor_only.items() if s == split]
             donor_of[vid] = pool[int(_rng(cfg["seed"], DONOR_STREAM, i).integers(len(pool)))]
-    return _Plan(photos, video_identity, split_of, donor_only, donor_of)
+    return _Plan(photos, person_of, person_split, video_photo, donor_only, donor_of)
 
 
 def _fake_id(method: str, vid: str, plan: _Plan) -> str:
@@ -602,14 +643,14 @@ def synthesize(
     rows = []
     bar = tqdm(total=cfg["videos"] * (1 + len(cfg["methods"])), desc="synth videos", unit="video", disable=not progress)
     draws: dict[str, list[int]] = {m: [] for m in cfg["methods"]}
-    for i, (vid, name) in enumerate(plan.video_identity.items()):
-        split = plan.split_of[name]
+    for i, (vid, name) in enumerate(plan.video_photo.items()):
+        split, person = plan.split_of(name), plan.person_of[name]
         shape = (cfg["frames"], cfg["size"], cfg["fps"])
         clip = render_real(plan.photos[name], _rng(cfg["seed"], 0, i), *shape)
         rel = f"real/{vid}.mp4"
         if not (out / rel).is_file():
             write_video(out / rel, clip.frames, cfg["fps"])
-        rows.append([rel, vid, split, name, "real", LABEL_REAL, ""])
+        rows.append([rel, person, split, person, name, "real", LABEL_REAL, ""])
         bar.update()
         for method in cfg["methods"]:
             rel = f"fake/{method}/{_fake_id(method, vid, plan)}.mp4"
@@ -622,17 +663,21 @@ def synthesize(
                 write_masks(mask_path, masks, draw)
                 write_video(out / rel, fake, cfg["fps"])
             draws[method].append(mask_draw(mask_path))
-            rows.append([rel, vid, split, name, method, LABEL_FAKE, plan.donor_of[vid] if method == "faceswap" else ""])
+            donor = plan.donor_of[vid] if method == "faceswap" else ""
+            rows.append([rel, person, split, person, name, method, LABEL_FAKE, donor])
             bar.update()
     bar.close()
     write_csv(pd.DataFrame(rows, columns=METADATA_COLUMNS).sort_values("path", ignore_index=True), out / "metadata.csv")
-    counts = {m: sum(r[4] == m for r in rows) for m in ("real", *cfg["methods"])}
+    counts = {m: sum(r[5] == m for r in rows) for m in ("real", *cfg["methods"])}
+    splits = sorted(set(plan.person_split.values()))
     write_json(
         {
             "config": config,
             "fmkit_version": __version__,
-            "identities": plan.split_of,
-            "donor_only_identities": plan.donor_only,
+            "photos": {n: {"person": plan.person_of[n], "split": plan.split_of(n)} for n in sorted(plan.person_of)},
+            "persons": dict(sorted(plan.person_split.items())),
+            "persons_per_split": {s: sum(v == s for v in plan.person_split.values()) for s in splits},
+            "donor_only_photos": plan.donor_only,
             "counts": counts,
             # fakes redrawn because MTCNN missed their face in a frame (detectable_fake), per method
             "redrawn": {m: {"videos": sum(d > 0 for d in ds), "extra_draws": sum(ds)} for m, ds in draws.items()},
