@@ -32,6 +32,7 @@ import argparse
 import json
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +40,22 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from common import add_demo_data_arguments, demo_faces
-from torch.utils.flop_counter import FlopCounterMode
+from common import (
+    add_demo_data_arguments,
+    alternating_rounds,
+    count_flops,
+    cuda_sync,
+    demo_faces,
+    median_seconds,
+    ratio_interval,
+)
 
 from fmkit.config import train_config
 from fmkit.data.schema import read_faces
 from fmkit.data.synth import METHODS
 from fmkit.engine import compare, train
 from fmkit.engine.trainer import resolve_device
-from fmkit.metrics import bootstrap_interval, verdict
+from fmkit.metrics import verdict
 from fmkit.models import create_model
 
 MODELS = ("td3dcnn", "td3dcnn_nodrop", "r3d18", "baseline2d")
@@ -86,65 +94,38 @@ def build(cfg: dict[str, Any]) -> torch.nn.Module:
     return create_model(cfg["model"]["name"], **{k: v for k, v in cfg["model"].items() if k != "name"})
 
 
-def flops_per_clip(model: torch.nn.Module, clip: torch.Tensor) -> int:
-    """FLOPs of one eval forward of one clip (3, T, H, W) (frame models: its T frames)."""
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model.eval()(clip[None])
-    return int(counter.get_total_flops())
-
-
 def time_models(
     cfgs: dict[str, dict[str, Any]], clip_len: int, crop: int, batch: int, rounds: int, device: torch.device
-) -> dict[str, dict[str, list[float]]]:
-    """Seconds per training step and per inference batch of ``batch`` random clips, models in turn
-    (order reversed every round; the first round is a warm-up and dropped). Frame models train
-    on the batch's frames (batch x T images) and score clips as T frames."""
+) -> pd.DataFrame:
+    """Seconds per training step (``<model> train``) and per inference batch (``<model> infer``) of ``batch``
+    random clips, in turn (:func:`common.alternating_rounds`: order reversed every round, one warm-up round).
+    Frame models train on the batch's frames (batch x T images) and score clips as T frames."""
     x = torch.rand(batch, 3, clip_len, crop, crop, device=device)
     y = (torch.arange(batch, device=device) % 2).float()
     frames = x.transpose(1, 2).reshape(-1, 3, crop, crop)
-    setups = {}
+    fns = {}
     for name, cfg in cfgs.items():
         torch.manual_seed(cfg["seed"])
         model = build(cfg).to(device)
-        setups[name] = (model, torch.optim.Adam(model.parameters(), lr=1e-4))
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    times: dict[str, dict[str, list[float]]] = {n: {"train": [], "infer": []} for n in cfgs}
-    names = list(cfgs)
-    for r in range(rounds + 1):
-        for name in names if r % 2 == 0 else names[::-1]:
-            model, opt = setups[name]
-            video = name in VIDEO_MODELS
-            inputs, labels = (x, y) if video else (frames, y.repeat_interleave(clip_len))
-            model.train()
-            sync()
-            start = time.perf_counter()
-            loss = F.binary_cross_entropy_with_logits(model(inputs), labels)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sync()
-            times[name]["train"].append(time.perf_counter() - start)
-            model.eval()
-            sync()
-            start = time.perf_counter()
-            with torch.no_grad():
-                model(x)
-            sync()
-            times[name]["infer"].append(time.perf_counter() - start)
-    return {n: {k: v[1:] for k, v in t.items()} for n, t in times.items()}
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+        inputs, labels = (x, y) if name in VIDEO_MODELS else (frames, y.repeat_interleave(clip_len))
+        fns[f"{name} train"] = partial(train_step, model, opt, inputs, labels)
+        fns[f"{name} infer"] = partial(infer_step, model, x)
+    return alternating_rounds(fns, rounds, sync=cuda_sync(device))
 
 
-def ratio_interval(num: list[float], den: list[float], resamples: int, seed: int) -> tuple[float, float, float]:
-    """Median over rounds of den/num (a throughput ratio from times), with a 95 % interval over rounds."""
-    ratios = np.asarray(den) / np.asarray(num)
-    lo, hi = bootstrap_interval(
-        lambda r: float(np.median(ratios[r])), range(len(ratios)), resamples=resamples, seed=seed
-    )
-    return float(np.median(ratios)), lo, hi
+def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
+    model.train()
+    loss = F.binary_cross_entropy_with_logits(model(x), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def infer_step(model: torch.nn.Module, x: torch.Tensor) -> None:
+    model.eval()
+    with torch.no_grad():
+        model(x)
 
 
 def main() -> None:
@@ -190,15 +171,16 @@ def main() -> None:
     print("test video AUC by fakes (95 % intervals resample test identities)")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print()
-    clip = torch.rand(3, args.clip_len, args.crop, args.crop)
+    clip = torch.rand(1, 3, args.clip_len, args.crop, args.crop)
+    seconds = median_seconds(timing)
     cost = pd.DataFrame(
         [
             {
                 "model": name,
                 "params_M": sum(p.numel() for p in build(cfg).parameters()) / 1e6,
-                "GFLOPs_per_clip": flops_per_clip(build(cfg), clip) / 1e9,
-                "train_clips_per_s": args.timing_batch / float(np.median(timing[name]["train"])),
-                "infer_clips_per_s": args.timing_batch / float(np.median(timing[name]["infer"])),
+                "GFLOPs_per_clip": count_flops(build(cfg), clip) / 1e9,
+                "train_clips_per_s": args.timing_batch / seconds[f"{name} train"],
+                "infer_clips_per_s": args.timing_batch / seconds[f"{name} infer"],
                 "best_epoch": summaries[name]["best_epoch"],
             }
             for name, cfg in cfgs.items()
@@ -212,7 +194,8 @@ def main() -> None:
     print()
     claims = compare.td3dcnn_claims(scores, resamples=args.bootstrap, seed=args.seed)
     if {"td3dcnn", "r3d18"} <= set(cfgs):
-        ratio, lo, hi = ratio_interval(timing["td3dcnn"]["infer"], timing["r3d18"]["infer"], args.bootstrap, args.seed)
+        # throughput td3dcnn / r3d18 = seconds r3d18 / seconds td3dcnn
+        ratio, lo, hi = ratio_interval(timing, "r3d18 infer", "td3dcnn infer", args.bootstrap, args.seed)
         row = {
             "claim": "inference clips/s, td3dcnn / r3d18",
             "value": ratio,

@@ -23,7 +23,7 @@ In one process, on ``--device`` (cpu, cuda or auto), prints:
   NVIDIA's dense bf16 tensor-core datasheet figures, printed); ``--compile`` adds each
   variant wrapped in ``torch.compile`` (a failure is reported per model, not raised).
   Every variant's throughput is also given as a ratio to its model's eager fp32 one
-  (median of per-round ratios, 95 % interval resampling rounds);
+  (median times' ratio, 95 % interval resampling rounds);
 * **data loading**: items/s of a DataLoader pass (``fmkit.engine.data.eval_loader``,
   ``--loader-workers``, batches of ``--loader-batch``, the evaluation transform to
   ``--crop`` px) over every face crop (FrameDataset) and every evenly spaced clip
@@ -56,17 +56,24 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
-from common import add_demo_data_arguments, demo_faces
-from td3dcnn import ratio_interval
+from common import (
+    add_demo_data_arguments,
+    alternating_rounds,
+    call_flops,
+    count_flops,
+    cuda_sync,
+    demo_faces,
+    median_seconds,
+    ratio_interval,
+)
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from fmkit.config import train_config
 from fmkit.data.cache import open_cache
@@ -240,7 +247,6 @@ class Variant:
     y: torch.Tensor
     amp_dtype: torch.dtype | None
     scaler: torch.amp.GradScaler | None
-    times: dict[str, list[float]] = field(default_factory=lambda: {"train": [], "infer": []})
     error: str | None = None
     first_s: float = float("nan")
 
@@ -285,11 +291,6 @@ def make_variant(
     return Variant(name, mode, compiled, kind, model, step, infer, opt, x, y, amp_dtype, scaler)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _autocast(v: Variant, device: torch.device) -> contextlib.AbstractContextManager:
     return torch.autocast(device.type, dtype=v.amp_dtype) if v.amp_dtype is not None else contextlib.nullcontext()
 
@@ -314,41 +315,34 @@ def infer_step(v: Variant, device: torch.device) -> None:
         v.infer(v.x)
 
 
-def time_variants(variants: list[Variant], rounds: int, device: torch.device) -> None:
-    """Fill each variant's ``times``: one training step and one inference batch per round, variants in turn
-    (order reversed every round); round 0 (warm-up, compilation) is dropped. A variant that raises is
-    dropped with its error."""
-    for r in range(rounds + 1):
-        for v in variants if r % 2 == 0 else variants[::-1]:
-            if v.error is not None:
-                continue
-            try:
-                for phase, fn in (("train", train_step), ("infer", infer_step)):
-                    _sync(device)
-                    start = time.perf_counter()
-                    fn(v, device)
-                    _sync(device)
-                    v.times[phase].append(time.perf_counter() - start)
-            except Exception as exc:  # torch.compile may fail on a model: report it, go on
-                v.error = f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
-            if r == 0 and v.error is None:
-                v.first_s = sum(t[0] for t in v.times.values())
+def time_variants(variants: list[Variant], rounds: int, device: torch.device) -> pd.DataFrame:
+    """Seconds of one training step (``<variant> train``) and one inference batch (``<variant> infer``) of each
+    variant, in turn (:func:`common.alternating_rounds`: order reversed every round; round -1 is the warm-up, with
+    compilation, kept for ``first_s``). A variant whose step or batch raises is dropped with its error."""
+    fns: dict[str, Callable[[], object]] = {}
     for v in variants:
-        v.times = {k: t[1:] for k, t in v.times.items()}
+        fns[f"{v.name} train"] = partial(train_step, v, device)
+        fns[f"{v.name} infer"] = partial(infer_step, v, device)
+    errors: dict[str, str] = {}  # torch.compile may fail on a model: report it, go on
+    times = alternating_rounds(fns, rounds, sync=cuda_sync(device), errors=errors, keep_warmup=True)
+    for v in variants:
+        v.error = errors.get(f"{v.name} train") or errors.get(f"{v.name} infer")
+        if v.error is None:
+            own = times["name"].isin([f"{v.name} train", f"{v.name} infer"]) & (times["round"] < 0)
+            v.first_s = float(times.loc[own, "seconds"].sum())
+    return times
 
 
-def flops_per_sample(v: Variant, device: torch.device) -> tuple[float, float]:
-    """(inference, training) FLOPs per sample of an eager variant's batch."""
+def flops_per_sample(v: Variant) -> tuple[float, float]:
+    """(inference, training) FLOPs per sample of an eager variant's batch; inference as served, after one
+    uncounted batch (a whitening model builds its eval matrix once per running statistics)."""
     n = v.x.shape[0]
-    v.model.eval()
-    with FlopCounterMode(display=False) as infer, torch.no_grad():
-        v.model(v.x)
+    infer_step(v, v.x.device)
+    infer = count_flops(v.model, v.x)
     v.model.train()
-    with FlopCounterMode(display=False) as train:
-        loss, _ = split_loss(LossModule(v.model)((v.x, v.y)))
-        loss.backward()
+    train = call_flops(lambda: split_loss(LossModule(v.model)((v.x, v.y)))[0].backward())
     v.opt.zero_grad(set_to_none=True)
-    return infer.get_total_flops() / n, train.get_total_flops() / n
+    return infer / n, train / n
 
 
 def measure_models(args: argparse.Namespace, device: torch.device) -> tuple[pd.DataFrame, list[str]]:
@@ -362,8 +356,9 @@ def measure_models(args: argparse.Namespace, device: torch.device) -> tuple[pd.D
             for compiled in (False, True) if args.compile else (False,):
                 variants.append(make_variant(name, mode, compiled, args, device, batch))
     print(f"timing {len(variants)} variants, {args.rounds} rounds (+1 warm-up) ...", flush=True)
-    time_variants(variants, args.rounds, device)
-    flops = {v.model_name: flops_per_sample(v, device) for v in variants if v.mode == "fp32" and not v.compiled}
+    times = time_variants(variants, args.rounds, device)
+    seconds = median_seconds(times)
+    flops = {v.model_name: flops_per_sample(v) for v in variants if v.mode == "fp32" and not v.compiled}
     peak, source = peak_tflops(device, args.peak_tflops)
     base = {v.model_name: v for v in variants if v.mode == "fp32" and not v.compiled}
     rows = []
@@ -376,7 +371,7 @@ def measure_models(args: argparse.Namespace, device: torch.device) -> tuple[pd.D
             device, lambda v=v: (train_step(v, device), infer_step(v, device))
         )
         f_infer, f_train = flops[v.model_name]
-        train_s, infer_s = n / float(np.median(v.times["train"])), n / float(np.median(v.times["infer"]))
+        train_s, infer_s = n / seconds[f"{v.name} train"], n / seconds[f"{v.name} infer"]
         row = {
             "model": v.model_name,
             "input": "x".join(map(str, v.x.shape[1:])),
@@ -394,7 +389,8 @@ def measure_models(args: argparse.Namespace, device: torch.device) -> tuple[pd.D
             if v is b:
                 row[f"{phase}_x"], row[f"{phase}_lo"], row[f"{phase}_hi"] = 1.0, 1.0, 1.0
             else:
-                ratio = ratio_interval(v.times[phase], b.times[phase], args.bootstrap, args.seed)
+                # throughput over the eager fp32 one = its seconds over this variant's
+                ratio = ratio_interval(times, f"{b.name} {phase}", f"{v.name} {phase}", args.bootstrap, args.seed)
                 row[f"{phase}_x"], row[f"{phase}_lo"], row[f"{phase}_hi"] = ratio
         if cuda:
             row["train_TFLOPs"] = f_train * train_s / 1e12
@@ -421,6 +417,11 @@ def loading_datasets(faces: Path, args: argparse.Namespace, cache: Any) -> dict[
     return {"frames": FrameDataset(faces, transform=transform, cache=cache), f"clips of {args.clip_len}": clips}
 
 
+def loader_pass(ds: Any, args: argparse.Namespace) -> None:
+    for _ in eval_loader(ds, args.loader_batch, args.loader_workers):
+        pass
+
+
 def measure_loading(faces: Path, args: argparse.Namespace, tmp: Path) -> tuple[pd.DataFrame, str]:
     df = read_faces(faces)
     start = time.perf_counter()
@@ -442,23 +443,17 @@ def measure_loading(faces: Path, args: argparse.Namespace, tmp: Path) -> tuple[p
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in a DataLoader worker (torch's threaded copies stall on busy cores)
     for what in sources["jpeg"]:
-        times: dict[str, list[float]] = {"jpeg": [], "cache": []}
-        for r in range(args.loader_rounds + 1):
-            for src in ("jpeg", "cache") if r % 2 == 0 else ("cache", "jpeg"):
-                ds = sources[src][what]
-                start = time.perf_counter()
-                for _ in eval_loader(ds, args.loader_batch, args.loader_workers):
-                    pass
-                times[src].append(time.perf_counter() - start)
-        times = {k: t[1:] for k, t in times.items()}
+        passes = {src: partial(loader_pass, sources[src][what], args) for src in ("jpeg", "cache")}
+        times = alternating_rounds(passes, args.loader_rounds)
+        seconds = median_seconds(times)
         n = len(sources["jpeg"][what])
-        speedup, lo, hi = ratio_interval(times["cache"], times["jpeg"], args.bootstrap, args.seed)
+        speedup, lo, hi = ratio_interval(times, "jpeg", "cache", args.bootstrap, args.seed)  # cache / jpeg items/s
         rows.append(
             {
                 "items": what,
                 "n": n,
-                "jpeg_items_per_s": n / float(np.median(times["jpeg"])),
-                "cache_items_per_s": n / float(np.median(times["cache"])),
+                "jpeg_items_per_s": n / seconds["jpeg"],
+                "cache_items_per_s": n / seconds["cache"],
                 "speedup": speedup,
                 "lo": lo,
                 "hi": hi,

@@ -34,13 +34,13 @@ import argparse
 import json
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
-from common import synth_faces
+from common import alternating_rounds, cuda_sync, per_round, ratio_interval, synth_faces
 
 from fmkit.config import train_config
 from fmkit.data.datasets import FrameDataset
@@ -51,7 +51,7 @@ from fmkit.engine import ConceptAlignment, TrainContext, train
 from fmkit.engine.loop import LossModule
 from fmkit.engine.trainer import resolve_device
 from fmkit.interpret.claims import whitening_report
-from fmkit.metrics import bootstrap_interval, verdict
+from fmkit.metrics import verdict
 from fmkit.models import create_model, load
 
 #: Whitened layer per backbone for small crops (see the module docstring); others: the model's default.
@@ -167,62 +167,53 @@ def model_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in cfg["model"].items() if k != "name"}
 
 
-def time_steps(cfgs: dict[str, dict[str, Any]], faces: Path, rounds: int, run_dir: Path) -> dict[str, list[float]]:
-    """Per-step seconds of fresh models, one training step of each in turn (order swapped every round).
+def time_steps(cfgs: dict[str, dict[str, Any]], faces: Path, rounds: int, run_dir: Path) -> pd.DataFrame:
+    """Per-step seconds of fresh models, one training step of each in turn (order swapped every round;
+    :func:`common.alternating_rounds`, one warm-up round).
 
     ``align``: the whitening model's alignment hook (concept batches + Cayley step), once
-    per round. The first round is a warm-up and is dropped.
+    per round, alternating with the steps.
     """
     device = resolve_device(cfgs["baseline2d"]["device"])
     data = cfgs["baseline2d"]["data"]
     train_set = FrameDataset(faces, split="train", transform=build_transform(data["size"], train=False))
     items = [train_set[i] for i in range(min(data["batch_size"], len(train_set)))]
     batch = (torch.stack([x for x, _ in items]).to(device), torch.stack([y for _, y in items]).to(device))
-    steps, ctx = {}, None
+    fns, ctx = {}, None
     align = ConceptAlignment(**cfgs["whitening"]["callbacks"]["concept_alignment"])
     for name, cfg in cfgs.items():
         torch.manual_seed(cfg["seed"])
         model = create_model(name, **model_kwargs(cfg)).to(device).train()
         opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg["optim"]["lr"])
-        steps[name] = (model, LossModule(model), opt)
+        fns[name] = partial(train_step, LossModule(model), opt, batch)
         if name == "whitening":
             ctx = TrainContext(
                 config=cfg, run_dir=run_dir, data=faces, datasets={}, model=model, optimizer=opt, device=device
             )
             align.on_train_start(ctx)
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    times: dict[str, list[float]] = {"baseline2d": [], "whitening": [], "align": []}
-    for r in range(rounds + 1):
-        for name in MODELS if r % 2 == 0 else MODELS[::-1]:
-            _, loss_module, opt = steps[name]
-            sync()
-            start = time.perf_counter()
-            loss = loss_module(batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sync()
-            times[name].append(time.perf_counter() - start)
-        ctx.global_step = align.every * (r + 1)
-        start = time.perf_counter()
+    def align_step() -> None:
+        ctx.global_step += align.every  # an alignment step is due at every multiple of ``every``
         align.on_train_batch_end(ctx, batch)
-        sync()
-        times["align"].append(time.perf_counter() - start)
-    return {k: v[1:] for k, v in times.items()}
+
+    fns["align"] = align_step
+    return alternating_rounds(fns, rounds, sync=cuda_sync(device))
 
 
-def step_ratio(timing: dict[str, list[float]], every: int, resamples: int, seed: int) -> tuple[float, float, float]:
-    """Median over rounds of (whitening step + alignment / every) / baseline step, with a 95 % interval over rounds."""
-    b, w, a = (np.asarray(timing[k]) for k in ("baseline2d", "whitening", "align"))
-    ratios = (w + a / every) / b
-    lo, hi = bootstrap_interval(
-        lambda rows: float(np.median(ratios[rows])), range(len(ratios)), resamples=resamples, seed=seed
-    )
-    return float(np.median(ratios)), lo, hi
+def train_step(loss_module: LossModule, opt: torch.optim.Optimizer, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+    loss = loss_module(batch)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def step_ratio(timing: pd.DataFrame, every: int, resamples: int, seed: int) -> tuple[float, float, float]:
+    """(whitening step + alignment / every) / baseline step, median seconds over rounds, with a 95 % interval
+    resampling rounds (:func:`common.ratio_interval`)."""
+    wide = per_round(timing)
+    amortised = (wide["whitening"] + wide["align"] / every).rename("whitening+align")
+    rows = amortised.reset_index().melt(id_vars="round", var_name="name", value_name="seconds")
+    return ratio_interval(pd.concat([timing, rows]), "whitening+align", "baseline2d", resamples, seed)
 
 
 def main() -> None:
@@ -299,7 +290,7 @@ def main() -> None:
                         "hi": r_hi,
                         "target": TARGET_STEP_RATIO,
                         "verdict": verdict(r_lo, r_hi, TARGET_STEP_RATIO, larger=False),
-                        "n": len(timing["align"]),
+                        "n": timing["round"].nunique(),
                     }
                 ]
             ),
@@ -314,7 +305,7 @@ def main() -> None:
     print()
     counts = claims["verdict"].value_counts().to_dict()
     print(
-        f"verdicts: {counts}; timing: {len(timing['align'])} alternating rounds in {t_timing:.0f} s; "
+        f"verdicts: {counts}; timing: {timing['round'].nunique()} alternating rounds in {t_timing:.0f} s; "
         f"total {time.perf_counter() - started:.0f} s"
     )
 
