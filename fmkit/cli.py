@@ -60,6 +60,8 @@ def _preprocess(args: argparse.Namespace) -> int:
         raise FmkitError("preprocess needs an index CSV and -o FACES (or --merge OUT FACES ... to merge shards)")
     given = {
         "frames": args.frames,
+        "windows": args.windows,
+        "window_len": args.window_len,
         "size": args.size,
         "margin": args.margin,
         "batch_size": args.batch_size,
@@ -287,6 +289,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--frames", type=int, default=None, help=f"frames sampled evenly over each video (default {pre['frames']})"
     )
+    p.add_argument(
+        "--windows",
+        type=int,
+        default=None,
+        metavar="W",
+        help="instead of --frames: W windows of --window-len consecutive frames spread evenly over each video, for "
+        "clips of consecutive frames (a shorter video gets fewer windows; default 0: off)",
+    )
+    p.add_argument(
+        "--window-len",
+        type=int,
+        default=None,
+        metavar="L",
+        help=f"consecutive frames per window, at least the clip models' clip_len (default {pre['window_len']})",
+    )
     p.add_argument("--size", type=int, default=None, help=f"crop size in pixels (default {pre['size']})")
     p.add_argument("--margin", type=float, default=None, help=f"crop side / face-box side (default {pre['margin']})")
     p.add_argument("--batch-size", type=int, default=None, help=f"frames per MTCNN batch (default {pre['batch_size']})")
@@ -403,7 +420,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_path", metavar="run", help="run folder (uses checkpoints/best.pt) or a checkpoint file")
     p.add_argument("files", nargs="*", help="image or video files to score")
     p.add_argument("--json", action="store_true", help="print one JSON object: files, their faces and scores")
-    p.add_argument("--frames", type=int, default=32, help="frames sampled evenly over each video (default 32)")
+    p.add_argument(
+        "--frames",
+        type=int,
+        default=32,
+        help="frames sampled evenly over each video (default 32; a run trained on windows of consecutive frames, "
+        "`fmkit preprocess --windows`, reads the same windows instead)",
+    )
     p.add_argument(
         "--data", default=None, help="instead of files: a faces folder, its --split scored into -o scores.csv"
     )

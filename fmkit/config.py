@@ -17,11 +17,13 @@ Training keys (``TRAIN``):
   the name). ``callbacks``: engine callbacks by name → their keyword arguments
   (e.g. ``concept_alignment: {every: 5}``; see :mod:`fmkit.engine.callbacks`).
 - ``data``: ``kind`` (``frame`` or ``clip``), ``size`` (crops resized to size × size px;
-  null keeps the crop size), ``clip_len`` (frames per clip; ``kind: clip``), ``clips_per_video``
-  (random clips of each training video per epoch), ``eval_clips`` (evenly spaced clips per
-  validation/test video, scored by their mean), ``short_videos`` (a video with fewer face
-  crops than ``clip_len``: ``error``, or ``skip`` it with a warning, recorded in the run's
-  metrics.json), ``batch_size``,
+  null keeps the crop size), ``clip_len`` (frames per clip; ``kind: clip``; consecutive crops,
+  and of one window of consecutive frames when the faces were cropped in windows, ``fmkit
+  preprocess --windows``), ``clips_per_video`` (random clips of each training video per epoch),
+  ``eval_clips`` (evenly spaced clips per validation/test video, scored by their mean),
+  ``short_videos`` (a video without a clip, with fewer face crops than ``clip_len`` or no
+  window with as many consecutive face frames: ``error``, or ``skip`` it with a warning,
+  recorded in the run's metrics.json), ``batch_size``,
   ``eval_batch_size`` (null: ``batch_size``), ``num_workers`` (DataLoader worker processes;
   persistent over the epochs, see :mod:`fmkit.engine.data`), ``prefetch_factor`` (batches
   each worker loads ahead; null: torch's 2; used with ``num_workers`` > 0), ``cache`` (null:
@@ -294,7 +296,12 @@ TRAIN: Schema = {
 RESUMABLE_CHANGES = ("epochs", "device", "data.num_workers", "data.cache", "data.prefetch_factor")
 
 PREPROCESS: Schema = {
-    "frames": Option(32, integer(1)),  # frames sampled evenly over each video
+    "frames": Option(32, integer(1)),  # frames sampled evenly over each video (when windows is 0)
+    # windows of consecutive frames instead (clip models: flicker and jitter show between neighbouring frames):
+    # this many windows of window_len consecutive frames each, spread evenly over each video
+    # (fmkit.data.video.window_indices); 0: off, `frames` sampled evenly
+    "windows": Option(0, integer(0)),
+    "window_len": Option(16, integer(1)),
     "size": Option(224, integer(8)),  # crop side, px
     "margin": Option(1.3, number(1.0)),  # crop side / face-box side
     "batch_size": Option(32, integer(1)),  # frames per MTCNN batch

@@ -8,11 +8,13 @@ model's input size), then resized as in evaluation.
 
 - **Photo** (any format Pillow reads): every face is scored; the file's score is the highest
   face probability (a photo is fake when any face in it is).
-- **Video** (any container PyAV decodes): ``frames`` frames sampled evenly over the video, the
-  main face tracked through them (:func:`fmkit.data.faces.track_main_face`). A frame model
-  scores every tracked crop, a video model ``data.eval_clips`` evenly spaced clips of
-  ``clip_len`` consecutive tracked crops (the run's settings); the face's and the file's score
-  is the mean, as ``fmkit evaluate`` scores a video.
+- **Video** (any container PyAV decodes): ``frames`` frames sampled evenly over the video —
+  or, when the training faces folder was cropped in windows of consecutive frames
+  (``fmkit preprocess --windows``), the same windows — the main face tracked through them
+  (:func:`fmkit.data.faces.track_main_face`). A frame model scores every tracked crop, a
+  video model ``data.eval_clips`` evenly spaced clips of ``clip_len`` consecutive tracked
+  crops of one window (the run's settings; :func:`fmkit.data.datasets.even_clip_starts`); the
+  face's and the file's score is the mean, as ``fmkit evaluate`` scores a video.
 
 A file that cannot be read, holds no face, or has too few face frames for one clip gets an
 ``error`` instead of a score; the other files are still scored.
@@ -33,11 +35,12 @@ import torch
 from PIL import Image
 
 from fmkit.config import PREPROCESS, defaults
-from fmkit.data.datasets import even_starts, read_rgb
+from fmkit.data.datasets import clip_runs, even_clip_starts, read_rgb
 from fmkit.data.faces import Face, FaceDetector, face_crops, track_main_face
+from fmkit.data.preprocess import frame_plan
 from fmkit.data.schema import crop_square, square_region
 from fmkit.data.transforms import build_transform
-from fmkit.data.video import probe, read_frames, sample_indices
+from fmkit.data.video import probe, read_frames
 from fmkit.engine.evaluation import run_config, run_data
 from fmkit.errors import FmkitError
 from fmkit.models.checkpoint import load
@@ -139,23 +142,31 @@ class Predictor:
         return FileScore(str(path), "image", faces, float(probs.max()))
 
     def score_video(self, path: Path) -> FileScore:
-        indices = sample_indices(probe(path).num_frames, self.frames)
+        indices, windows = frame_plan(probe(path).num_frames, {**self.prep, "frames": self.frames})
         frames = read_frames(path, indices)
         tracked = [
-            (f, face) for f, face in zip(frames, track_main_face(self.detector.detect(frames))) if face is not None
+            (f, face, w, i)
+            for f, face, w, i in zip(frames, track_main_face(self.detector.detect(frames)), windows, indices)
+            if face is not None
         ]
         if not tracked:
             raise FmkitError(f"no face found in {path} ({len(frames)} frames sampled)")
-        crops = torch.stack([self.crop(frame, face) for frame, face in tracked])
+        crops = torch.stack([self.crop(frame, face) for frame, face, _, _ in tracked])
         if self.clip_len is None:
             probs, n = self.probs(crops), len(crops)
         else:
-            if len(crops) < self.clip_len:
+            lengths = clip_runs([w for _, _, w, _ in tracked], [i for _, _, _, i in tracked])
+            starts = even_clip_starts(lengths, self.clip_len, self.eval_clips)
+            if not starts and self.prep["windows"]:
+                raise FmkitError(
+                    f"{path}: a face in at most {max(lengths)} consecutive frames of one window ({len(frames)} "
+                    f"frames read in windows of {self.prep['window_len']}), fewer than the clip length {self.clip_len}"
+                )
+            if not starts:
                 raise FmkitError(
                     f"{path}: a face in {len(crops)} of {len(frames)} sampled frames, fewer than the clip length "
                     f"{self.clip_len} (raise --frames)"
                 )
-            starts = even_starts(len(crops), self.clip_len, self.eval_clips)
             clips = torch.stack([crops[s : s + self.clip_len].transpose(0, 1) for s in starts])
             probs, n = self.probs(clips), len(clips)
         box = [round(float(v), 1) for v in tracked[0][1].box]

@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -52,6 +53,25 @@ def test_index_then_preprocess(face_dataset, tmp_path, capsys):
     errors = pd.read_csv(faces / "errors.csv")
     # the faceless video: one row per frame without a face plus one for the video; the corrupt one: one row
     assert errors.groupby("path").size().to_dict() == {"real/corrupt.mp4": 1, "real/noface.mp4": 3}
+
+
+def test_preprocess_windows_options(face_dataset, tmp_path, capsys):
+    index = tmp_path / "index.csv"
+    assert main(["index", str(face_dataset), "-o", str(index)]) == 0
+    df = pd.read_csv(index)
+    df[df["path"] == "real/a.mp4"].to_csv(index, index=False)  # the 6-frame face video
+    faces = tmp_path / "faces"
+    args = ["preprocess", str(index), "--root", str(face_dataset), "-o", str(faces), "--size", "32"]
+    assert main([*args, "--windows", "2", "--window-len", "2"]) == 0
+    manifest = pd.read_csv(faces / "faces.csv")
+    assert manifest["frame_idx"].tolist() == [0, 1, 3, 4] and manifest["window"].tolist() == [0, 0, 1, 1]
+    settings = json.loads((faces / "preprocess.json").read_text())
+    assert (settings["windows"], settings["window_len"]) == (2, 2)
+    capsys.readouterr()
+    assert main([*args, "--windows", "-1"]) == 2
+    assert "config windows must be an integer >= 0" in capsys.readouterr().err
+    assert main([*args, "--windows", "2", "--window-len", "0"]) == 2
+    assert "window_len" in capsys.readouterr().err
 
 
 def test_preprocess_fails_when_nothing_succeeds(face_dataset, tmp_path, capsys):

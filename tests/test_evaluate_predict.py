@@ -116,6 +116,19 @@ def test_predict_with_a_video_model_scores_clips_of_the_tracked_face(clip_run, f
     assert "fewer than the clip length 3" in capsys.readouterr().err
 
 
+def test_predict_reads_the_windows_the_training_faces_were_cropped_in(clip_run, files):
+    """A run whose faces folder has windows (``preprocess.json``) is scored on the same windows: clips of one."""
+    from fmkit.predict import Predictor
+
+    predictor = Predictor(clip_run)
+    assert predictor.prep["windows"] == 0, "the synthetic faces were sampled evenly"
+    predictor.prep.update(windows=2, window_len=3)  # 8 frames: windows 0-2 and 4-6, one clip of 3 each
+    score = predictor.score(files / "face.mp4")
+    assert score.error is None and score.faces[0].crops == 2
+    predictor.prep.update(window_len=2)
+    assert "a face in at most 2 consecutive frames of one window" in predictor.score(files / "face.mp4").error
+
+
 def test_predict_split_form_still_writes_a_csv(frame_run, synth_faces, tmp_path):
     out = tmp_path / "scores.csv"
     assert main(["predict", str(frame_run), "--data", str(synth_faces), "-o", str(out)]) == 0

@@ -151,6 +151,25 @@ def test_shards_with_other_crop_settings_do_not_merge(shards, tmp_path):
         merge(tmp_path / "out", [shards[0], other], progress=False)
 
 
+def test_shards_merge_only_with_the_same_frames_or_windows(shards, tmp_path):
+    """Shards must share their windows; an older fmkit's settings (no windows) are windows 0."""
+    from fmkit.data.preprocess import _shard_settings
+
+    settings = json.loads((shards[1] / "preprocess.json").read_text())
+    folders = {}
+    for name, change in [("old", {}), ("windowed", {"windows": 4, "window_len": 16}), ("other_len", {"window_len": 8})]:
+        folders[name] = tmp_path / name
+        folders[name].mkdir()
+        written = (
+            {k: v for k, v in settings.items() if k not in ("windows", "window_len")} if name == "old" else settings
+        )
+        (folders[name] / "preprocess.json").write_text(json.dumps({**written, **change}))
+    assert _shard_settings([shards[0], folders["old"]])["frames"] == 4
+    assert _shard_settings([shards[0], folders["other_len"]]), "window_len does not count without windows"
+    with pytest.raises(FmkitError, match=r"shards differ in setting 'windows': 0 in .*s0, 4 in .*windowed"):
+        _shard_settings([shards[0], folders["windowed"]])
+
+
 def test_a_shard_that_failed_a_video_another_did_is_merged_from_the_one_with_faces(shards, single, tmp_path):
     """A video recorded as failed in one shard and with faces in another (e.g. retried there) keeps its faces."""
     broken = tmp_path / "broken"

@@ -6,10 +6,19 @@ import pytest
 from conftest import face_frames
 from PIL import Image
 
-from fmkit.data.faces import Face, FaceDetector, FaceTracker, box_iou, interpolate_boxes, track_main_face
+from fmkit.data.faces import (
+    Face,
+    FaceDetector,
+    FaceTracker,
+    box_iou,
+    interpolate_boxes,
+    keyframe_positions,
+    track_main_face,
+)
 from fmkit.data.index import build_index
-from fmkit.data.preprocess import parse_shard, preprocess, select_shard
+from fmkit.data.preprocess import collect, parse_shard, preprocess, select_shard
 from fmkit.data.schema import BOX_COLUMNS, FACE_COLUMNS, crop_square, read_faces, square_region, to_crop_coords
+from fmkit.data.video import window_indices
 from fmkit.errors import FmkitError
 
 CFG = {"frames": 4, "size": 64}
@@ -251,3 +260,102 @@ def test_read_faces_errors(tmp_path):
     pd.DataFrame({"video_id": ["a"]}).to_csv(tmp_path / "faces.csv", index=False)
     with pytest.raises(FmkitError, match="missing columns"):
         read_faces(tmp_path)
+
+
+# --- windows of consecutive frames (--windows W --window-len L) -------------------------------
+
+
+def test_windows_are_spread_evenly_never_overlap_and_stay_in_the_video():
+    assert window_indices(12, 2, 4) == [[1, 2, 3, 4], [7, 8, 9, 10]], "each window centred in its half"
+    assert window_indices(8, 2, 4) == [[0, 1, 2, 3], [4, 5, 6, 7]], "exactly W·L frames: back to back"
+    assert window_indices(6, 2, 4) == [[1, 2, 3, 4]], "too short for 2 windows: 1, centred"
+    assert window_indices(3, 2, 4) == [[0, 1, 2]], "shorter than a window: all its frames"
+    assert window_indices(0, 2, 4) == []
+    for n in range(1, 70):
+        for w in range(1, 6):
+            for length in range(1, 12):
+                spans = window_indices(n, w, length)
+                flat = [i for span in spans for i in span]
+                assert flat == sorted(set(flat)), "no overlap, in time order"
+                assert flat[0] >= 0 and flat[-1] < n, "never past the last frame"
+                assert all(span == list(range(span[0], span[0] + len(span))) for span in spans), "consecutive"
+                assert len(spans) == (min(w, n // length) or 1), (n, w, length)
+                assert {len(s) for s in spans} == {min(length, n)}
+    with pytest.raises(FmkitError, match="at least 1"):
+        window_indices(10, 0, 4)
+
+
+def test_keyframes_start_and_end_every_window():
+    assert keyframe_positions(16, 8) == [0, 8, 15]
+    assert keyframe_positions(8, 8, [0] * 4 + [1] * 4) == [0, 3, 4, 7]
+    assert keyframe_positions(10, 2, [5] * 5 + [6] * 5) == [0, 2, 4, 5, 7, 9]
+
+
+def test_tracking_keeps_the_face_across_the_windows(detector):
+    xs = [8, 10, 12, 14, 120, 122, 124, 126]  # the face moved between the two windows
+    frames = moving_face(xs, [24] * 8, seed=2)
+    tracker = FaceTracker(detector, keyframes=8)
+    tracked = tracker.track(frames, windows=[0] * 4 + [1] * 4)
+    ious, _ = _agreement(tracked, track_main_face(detector.detect(frames)))
+    assert ious.min() >= 0.7, ious
+    assert tracker.counts.keyframes == 4 and tracker.counts.lost == 0, "both ends of each window are keyframes"
+    with pytest.raises(ValueError, match="window ids"):
+        tracker.track(frames, windows=[0])
+
+
+@pytest.fixture(scope="module")
+def windowed(tmp_path_factory):
+    """A 12-frame and a 6-frame face video preprocessed in windows=2, window_len=4."""
+    from fmkit.data.video import write_video
+
+    root = tmp_path_factory.mktemp("windowed_ds")
+    write_video(root / "real" / "long.mp4", face_frames(n=12, seed=4))
+    write_video(root / "real" / "short.mp4", face_frames(n=6, seed=5))
+    index = pd.DataFrame(
+        {
+            "video_id": ["long", "short"],
+            "path": ["real/long.mp4", "real/short.mp4"],
+            "label": [0, 0],
+            "split": ["test", "test"],
+            "method": ["real", "real"],
+            "dataset": ["t", "t"],
+            "source_id": ["long", "short"],
+        }
+    )
+    out = tmp_path_factory.mktemp("windowed_faces")
+    cfg = {**CFG, "windows": 2, "window_len": 4}
+    summary = preprocess(index, out, root=root, cfg=cfg, progress=False)
+    return out, summary
+
+
+def test_preprocess_crops_windows_of_consecutive_frames(windowed):
+    out, summary = windowed
+    manifest = read_faces(out)
+    assert list(manifest.columns) == FACE_COLUMNS and manifest["window"].dtype.kind == "i"
+    rows = manifest.sort_values(["video_id", "frame_idx"])
+    long, short = rows[rows["video_id"] == "long"], rows[rows["video_id"] == "short"]
+    assert long["frame_idx"].tolist() == [1, 2, 3, 4, 7, 8, 9, 10], "two windows of 4, centred in each half"
+    assert long["window"].tolist() == [0] * 4 + [1] * 4
+    assert short["frame_idx"].tolist() == [1, 2, 3, 4] and short["window"].tolist() == [0] * 4, "one window fits"
+    assert summary.frames == 12 and summary.crops == 12
+    for _, row in manifest.iterrows():
+        assert (out / row["crop_path"]).is_file() and row["crop_path"].endswith(f"{row['frame_idx']:06d}.jpg")
+    settings = json.loads((out / "preprocess.json").read_text())
+    assert (settings["windows"], settings["window_len"]) == (2, 4)
+
+
+def test_even_sampling_records_no_window_and_old_manifests_read_as_such(faces_out, tmp_path):
+    _, out, _ = faces_out
+    manifest = read_faces(out)
+    assert set(manifest["window"]) == {-1}
+    old = pd.read_csv(out / "faces.csv").drop(columns="window")  # a manifest of an older fmkit
+    old.to_csv(tmp_path / "faces.csv", index=False)
+    pd.testing.assert_frame_equal(read_faces(tmp_path), manifest)
+    # an older fmkit's per-video records merge with new ones
+    (tmp_path / "videos").mkdir()
+    records = sorted((out / "videos").glob("*.csv"))
+    pd.read_csv(records[0]).drop(columns="window").to_csv(tmp_path / "videos" / records[0].name, index=False)
+    for p in records[1:]:
+        (tmp_path / "videos" / p.name).write_bytes(p.read_bytes())
+    collected, _ = collect(tmp_path)
+    assert list(collected.columns) == FACE_COLUMNS and set(collected["window"]) == {-1}

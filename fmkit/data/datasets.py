@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from fmkit.data.schema import SPLITS, faces_root, read_faces
+from fmkit.data.schema import NO_WINDOW, SPLITS, faces_root, read_faces, with_window
 from fmkit.errors import FmkitError
 
 if TYPE_CHECKING:
@@ -142,28 +142,76 @@ def even_starts(length: int, clip_len: int, clips: int) -> list[int]:
     return sorted({round(s) for s in np.linspace(0, length - clip_len, clips)})
 
 
+def clip_runs(windows: Sequence[int], frames: Sequence[int]) -> list[int]:
+    """Lengths of the runs of crops a clip may span, for a video's crops in time order with these windows and
+    frame indices: the crops of consecutive frames of one window (a frame whose face was missed splits its
+    window: a clip never jumps over it). Crops without a window (:data:`~fmkit.data.schema.NO_WINDOW`,
+    frames sampled evenly) are one run, however far apart their frames."""
+    lengths: list[int] = []
+    for k, (w, f) in enumerate(zip(windows, frames)):
+        if k and w == windows[k - 1] and (w == NO_WINDOW or f == frames[k - 1] + 1):
+            lengths[-1] += 1
+        else:
+            lengths.append(1)
+    return lengths
+
+
+def window_starts(lengths: Sequence[int], clip_len: int) -> list[int]:
+    """Every possible first crop of a clip of ``clip_len`` crops that lies within one run, for runs (windows of
+    consecutive frames, :func:`clip_runs`) of ``lengths`` crops laid end to end (positions in their
+    concatenation, in order); a run shorter than a clip gives none. One run of ``n`` crops: ``0 … n − clip_len``."""
+    starts: list[int] = []
+    offset = 0
+    for n in lengths:
+        starts += range(offset, offset + n - clip_len + 1)
+        offset += n
+    return starts
+
+
+def even_clip_starts(lengths: Sequence[int], clip_len: int, clips: int) -> list[int]:
+    """First crops of ``clips`` evenly spaced clips over runs of ``lengths`` crops laid end to end (windows of
+    consecutive frames, :func:`clip_runs`): evenly spaced (rounded, coinciding ones merged) over the list of
+    possible starts (:func:`window_starts`), from the first run's first to the last run's last. One run:
+    :func:`even_starts`; windows of exactly ``clip_len`` crops and as many clips as windows: one clip each."""
+    possible = window_starts(lengths, clip_len)
+    if not possible:
+        return []
+    return [possible[k] for k in sorted({round(s) for s in np.linspace(0, len(possible) - 1, clips)})]
+
+
 class ClipDataset(Dataset):
     """Fixed-length face volumes: ``(x (3, T, H, W), y)``, T consecutive crops of one video.
 
-    A video's crops are ordered by frame index (``fmkit preprocess --frames N`` samples N
-    frames evenly over each video, so consecutive crops are 1/N of the video apart). Each
-    video gives ``clips_per_video`` items:
+    A video's crops are ordered by frame index. Which crops a clip may span depends on how
+    they were sampled (the manifest's ``window`` column; :func:`clip_runs`):
 
-    * ``sampling="even"`` (evaluation): clips starting at evenly spaced positions from the
-      first crop to the last possible start, rounded; coinciding starts are merged, so a
-      video of exactly T crops gives one clip. A video's score is then the mean of its clips'.
-    * ``sampling="random"`` (training): each item draws its start uniformly among the
-      possible ones from (``seed``, epoch, item), so every epoch sees new clips and a
-      resumed run repeats them; call :meth:`set_epoch` (the engine does).
+    * windows (``fmkit preprocess --windows W --window-len L``: W windows of L consecutive
+      video frames): a clip is T crops of consecutive frames of one window, never across the
+      gap between two windows nor over a frame whose face MTCNN missed (the jump would be a
+      motion cue, and faces are missed more often in fakes);
+    * frames sampled evenly (``--frames N``, consecutive crops 1/N of the video apart;
+      ``window`` -1, or a manifest without the column): any T consecutive crops.
 
-    A video with fewer than T crops (MTCNN found no face in some of its frames) is an
-    error naming it (``short_videos="error"``: preprocess with more frames or use a shorter
-    ``clip_len``), or is left out with a warning and recorded in ``skipped`` as
-    ``(video_id, crops)`` (``short_videos="skip"``). It is never padded: repeated frames
-    would be a frozen-video cue that real videos do not have, and faces are missed more
-    often in fakes. ``transform`` maps the whole volume (3, T, H, W), so one random
-    augmentation serves every frame of a clip. ``cache``: read the crops from a packed
-    cache (see the module doc) instead of decoding them.
+    Each video gives ``clips_per_video`` items:
+
+    * ``sampling="even"`` (evaluation): clips evenly spaced over the video's possible clips,
+      in time order, from its first to its last possible one, rounded; coinciding ones are
+      merged, so a video of exactly T crops gives one clip, and W full windows of T frames
+      with W clips asked for give one clip per window (:func:`even_clip_starts`). A video's
+      score is then the mean of its clips'.
+    * ``sampling="random"`` (training): each item draws its clip uniformly among the
+      possible ones (of every window) from (``seed``, epoch, item), so every epoch sees new
+      clips and a resumed run repeats them; call :meth:`set_epoch` (the engine does).
+
+    A video without a possible clip (fewer than T crops; with windows, no window with T
+    consecutive face frames) is an error naming it (``short_videos="error"``: preprocess
+    with more frames or longer windows, or use a shorter ``clip_len``), or is left out with
+    a warning and recorded in ``skipped`` as ``(video_id, crops)`` — its crops, or with
+    windows its longest run of consecutive face frames (``short_videos="skip"``). It is never
+    padded: repeated frames would be a frozen-video cue that real videos do not have, and
+    faces are missed more often in fakes. ``transform`` maps the whole volume (3, T, H, W),
+    so one random augmentation serves every frame of a clip. ``cache``: read the crops from
+    a packed cache (see the module doc) instead of decoding them.
     """
 
     def __init__(
@@ -187,22 +235,29 @@ class ClipDataset(Dataset):
             raise FmkitError(f"unknown clip sampling {sampling!r}: expected one of {', '.join(SAMPLING)}")
         df, self.root = open_manifest(manifest, root)
         self.cache = resolve_cache(cache, df, self.root)
-        df = filter_split(df, split).sort_values(["video_id", "frame_idx"])
+        df = with_window(filter_split(df, split)).sort_values(["video_id", "window", "frame_idx"])
         self.clip_len, self.transform, self.sampling, self.seed, self.epoch = clip_len, transform, sampling, seed, 0
-        self.videos: list[list[str]] = []  # crop paths of each video
+        self.videos: list[list[str]] = []  # crop paths of each video, window after window, in time order
+        self.starts: list[list[int]] = []  # the possible clip starts in each video's crops (within one run)
         self.items: list[tuple[int, int]] = []  # (video, start; -1 = drawn at random)
         self.video_ids: list[str] = []
         labels = []
         self.skipped: list[tuple[str, int]] = []
+        windowed = False
         for vid, group in df.groupby("video_id", sort=True):
             paths = group["crop_path"].tolist()
-            if len(paths) < clip_len:
-                self.skipped.append((str(vid), len(paths)))
+            windows = group["window"].tolist()
+            lengths = clip_runs(windows, group["frame_idx"].tolist())
+            windowed |= any(w != NO_WINDOW for w in windows)
+            possible = window_starts(lengths, clip_len)
+            if not possible:
+                self.skipped.append((str(vid), max(lengths)))
                 continue
             v = len(self.videos)
             self.videos.append(paths)
+            self.starts.append(possible)
             if sampling == "even":
-                starts = even_starts(len(paths), clip_len, clips_per_video)
+                starts = even_clip_starts(lengths, clip_len, clips_per_video)
             else:
                 starts = [-1] * clips_per_video
             for s in starts:
@@ -211,13 +266,15 @@ class ClipDataset(Dataset):
                 labels.append(int(group["label"].iloc[0]))
         if self.skipped:
             vid, n = self.skipped[0]
+            crops = "face crops of consecutive frames in one window at most" if windowed else "face crops"
             message = (
-                f"video {vid} has {n} face crops, fewer than the clip length {clip_len} "
+                f"video {vid} has {n} {crops}, fewer than the clip length {clip_len} "
                 f"({len(self.skipped)} video(s) too short)"
             )
             if short_videos == "error":
+                more = "--window-len" if windowed else "--frames"
                 raise FmkitError(
-                    f"{message}: preprocess with --frames of at least {clip_len} (more leave room for faces "
+                    f"{message}: preprocess with {more} of at least {clip_len} (more leave room for faces "
                     "MTCNN misses and for several clips per video), lower data.clip_len, or leave such videos "
                     "out with data.short_videos=skip"
                 )
@@ -231,12 +288,12 @@ class ClipDataset(Dataset):
         self.epoch = epoch
 
     def start(self, i: int) -> int:
-        """First crop of item ``i``."""
+        """First crop of item ``i`` (in its video's crops, window after window)."""
         v, s = self.items[i]
         if s >= 0:
             return s
-        last = len(self.videos[v]) - self.clip_len
-        return int(np.random.default_rng((self.seed, self.epoch, i)).integers(0, last + 1))
+        possible = self.starts[v]
+        return possible[int(np.random.default_rng((self.seed, self.epoch, i)).integers(0, len(possible)))]
 
     def __len__(self) -> int:
         return len(self.items)

@@ -327,6 +327,17 @@ def interpolate_boxes(anchors: dict[int, np.ndarray], n: int) -> np.ndarray:
     return np.stack([np.interp(frames, at, boxes[:, c]) for c in range(4)], axis=1).astype(np.float32)
 
 
+def keyframe_positions(n: int, every: int, windows: Sequence[int] | None = None) -> list[int]:
+    """Keyframes of ``n`` frames: every ``every``-th frame and the last, counted within each run of frames of one
+    window (``windows``: the window of each frame; None: one run)."""
+    bounds = [0, n] if windows is None else [0, *(i for i in range(1, n) if windows[i] != windows[i - 1]), n]
+    keys: set[int] = set()
+    for start, end in zip(bounds, bounds[1:]):
+        keys.update(range(start, end, every))
+        keys.add(end - 1)
+    return sorted(keys)
+
+
 @dataclass
 class TrackCounts:
     """What :meth:`FaceTracker.track` did, summed over its calls: frames tracked; frames detected whole at
@@ -350,7 +361,8 @@ class TrackCounts:
 class FaceTracker:
     """The main face of each frame of a video, tracked: whole-frame detection on keyframes only.
 
-    ``keyframes``: every how many frames (and on the last) the whole frame is detected, at a
+    ``keyframes``: every how many frames (and on the last; within each window of consecutive
+    frames, when ``track`` is given their windows) the whole frame is detected, at a
     size where a face of ``min_face_ratio`` × the frame's shorter side (at least the
     detector's ``min_face_size``) spans :data:`KEY_MIN_FACE_PX` px; a keyframe on which
     nothing is found there is detected by ``detector.detect`` (the whole-frame path). The
@@ -368,11 +380,19 @@ class FaceTracker:
     min_iou: float = 0.2
     counts: TrackCounts = field(default_factory=TrackCounts)
 
-    def track(self, frames: Sequence[np.ndarray]) -> list[Face | None]:
-        """The main face of each frame (H, W, 3 uint8 RGB, in time order, all the same size), or None."""
+    def track(self, frames: Sequence[np.ndarray], windows: Sequence[int] | None = None) -> list[Face | None]:
+        """The main face of each frame (H, W, 3 uint8 RGB, in time order, all the same size), or None.
+
+        ``windows``: the window of each frame when the frames are windows of consecutive video
+        frames with gaps between them (``fmkit preprocess --windows``): every window's first and
+        last frame are keyframes too, so a box is only interpolated between keyframes of its own
+        window, never across a gap. None: one run of frames.
+        """
         n = len(frames)
         if n == 0:
             return []
+        if windows is not None and len(windows) != n:
+            raise ValueError(f"{len(windows)} window ids for {n} frames")
         counts = TrackCounts(frames=n)
         found: dict[int, list[Face]] = {}  # frame → faces detected on the whole frame
         whole: set[int] = set()  # frames detected by the full detector
@@ -394,7 +414,7 @@ class FaceTracker:
             keys = sorted(found)
             return {i: f.box for i, f in zip(keys, track_main_face([found[i] for i in keys], self.min_iou)) if f}
 
-        detect_keyframes(sorted({*range(0, n, self.keyframes), n - 1}))
+        detect_keyframes(keyframe_positions(n, self.keyframes, windows))
         tracked = anchors()
         if not tracked:  # no face on any keyframe: every frame is detected whole
             detect_whole(range(n))

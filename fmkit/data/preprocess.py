@@ -1,5 +1,11 @@
 """Preprocessing: sample frames, find the main face with MTCNN, save square crops and a faces manifest.
 
+Frames: ``frames`` spread evenly over each video (the default), or, with ``windows`` > 0,
+``windows`` windows of ``window_len`` consecutive frames spread evenly over it
+(:func:`fmkit.data.video.window_indices`: a video too short for them all gets fewer windows,
+never overlapping ones); each crop's window is the manifest's ``window`` column (-1 without
+windows), and clip datasets build a clip from the crops of one window only.
+
 Output folder ``FACES``::
 
     faces.csv                 the faces manifest (docs/architecture.md): index columns + per-crop columns
@@ -51,19 +57,21 @@ from fmkit.data.schema import (
     FACES_FILE,
     INDEX_COLUMNS,
     LANDMARK_COLUMNS,
+    NO_WINDOW,
     crop_square,
     index_root,
     read_index,
     square_region,
+    with_window,
 )
-from fmkit.data.video import probe, read_frames, sample_indices
+from fmkit.data.video import probe, read_frames, sample_indices, window_indices
 from fmkit.errors import FmkitError
 from fmkit.io import atomic_path, write_csv, write_json
 
 SETTINGS_FILE = "preprocess.json"
 MERGE_FILE = "merge.json"
 #: Settings that shards must share to be merged: they decide which frames are cropped and how.
-MERGE_SETTINGS = ("frames", "size", "margin", "jpeg_quality")
+MERGE_SETTINGS = ("windows", "frames", "window_len", "size", "margin", "jpeg_quality")
 #: Videos per task of a worker process (its pipeline decodes ahead within a task).
 VIDEOS_PER_TASK = 4
 
@@ -97,12 +105,14 @@ def mask_file(root: Path, rel_path: str) -> Path:
 
 @dataclass
 class _Video:
-    """One video on its way through the pipeline: its sampled frames (H, W, 3 uint8 RGB) and their
-    indices, its masks (T, H, W uint8) when the dataset ships them, or the reason it could not be read."""
+    """One video on its way through the pipeline: its sampled frames (H, W, 3 uint8 RGB), their
+    indices and windows (-1 each without windows), its masks (T, H, W uint8) when the dataset ships
+    them, or the reason it could not be read."""
 
     row: dict
     name: str
     indices: list[int] = field(default_factory=list)
+    windows: list[int] = field(default_factory=list)
     frames: list[np.ndarray] = field(default_factory=list)
     masks: np.ndarray | None = None
     error: str | None = None
@@ -128,9 +138,10 @@ class _Worker:
         video = _Video(row, safe_name(row["video_id"]))
         path = self.root / row["path"]
         try:
-            indices = sample_indices(probe(path).num_frames, self.cfg["frames"])
-            video.frames = read_frames(path, indices)
+            indices, windows = frame_plan(probe(path).num_frames, self.cfg)
+            video.frames = read_frames(path, indices)  # fewer when the video ends before its header says
             video.indices = indices[: len(video.frames)]
+            video.windows = windows[: len(video.frames)]
             video.masks = _load_masks(mask_file(self.root, row["path"]))
         except FmkitError as exc:
             video.error = str(exc)
@@ -141,7 +152,7 @@ class _Worker:
         if not video.frames:
             return []
         if self.tracker is not None:
-            return self.tracker.track(video.frames)
+            return self.tracker.track(video.frames, video.windows if self.cfg["windows"] else None)
         return track_main_face(self.detector.detect(video.frames))
 
     def write(self, video: _Video, tracked: Sequence[Face | None]) -> tuple[list[dict], list[dict]]:
@@ -149,7 +160,7 @@ class _Worker:
         row, name, cfg = video.row, video.name, self.cfg
         faces: list[dict] = []
         errors = [] if video.error is None else [self._error(row, None, video.error)]
-        for idx, frame, face in zip(video.indices, video.frames, tracked):
+        for idx, window, frame, face in zip(video.indices, video.windows, video.frames, tracked):
             if face is None:
                 errors.append(self._error(row, idx, f"no face in frame {idx} of {row['path']}"))
                 continue
@@ -166,6 +177,7 @@ class _Worker:
                 {
                     **{c: row[c] for c in INDEX_COLUMNS},
                     "frame_idx": idx,
+                    "window": window,
                     "crop_path": crop_rel,
                     "mask_path": mask_rel,
                     **dict(zip(("x1", "y1", "x2", "y2"), map(float, face.box))),
@@ -192,6 +204,17 @@ class _Worker:
             c: int(row[c]) if c == "label" else str(row[c]) for c in INDEX_COLUMNS if c not in ("path", "video_id")
         }
         return {"path": row["path"], "video_id": row["video_id"], "frame_idx": frame_idx, "reason": reason, **index}
+
+
+def frame_plan(num_frames: int, cfg: Mapping[str, Any]) -> tuple[list[int], list[int]]:
+    """The frames to crop of a video of ``num_frames`` frames and the window of each (-1 without windows):
+    ``cfg["frames"]`` spread evenly over it, or ``cfg["windows"]`` windows of ``cfg["window_len"]``
+    consecutive frames (:func:`fmkit.data.video.window_indices`) when ``windows`` > 0."""
+    if not cfg.get("windows"):
+        indices = sample_indices(num_frames, cfg["frames"])
+        return indices, [NO_WINDOW] * len(indices)
+    spans = window_indices(num_frames, cfg["windows"], cfg["window_len"])
+    return [i for span in spans for i in span], [w for w, span in enumerate(spans) for _ in span]
 
 
 def _load_masks(path: Path) -> np.ndarray | None:
@@ -350,6 +373,7 @@ def collect(out: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
         else pd.DataFrame(columns=FACE_COLUMNS)
     )
     manifest["mask_path"] = manifest["mask_path"].fillna("")
+    manifest = with_window(manifest)  # records of an older fmkit have no window column
     errors = [e for p in sorted((out / "videos").glob("*.err.json")) for e in json.loads(p.read_text())]
     errors_df = pd.DataFrame(errors, columns=ERROR_COLUMNS)
     errors_df["frame_idx"] = errors_df["frame_idx"].astype("Int64")
@@ -430,13 +454,26 @@ def _shard_settings(folders: Sequence[Path]) -> dict[str, Any]:
         return {}
     (first, base), *others = settings.items()
     for folder, other in others:
+        a, b = _crop_settings(base), _crop_settings(other)
         for key in MERGE_SETTINGS:
-            if base.get(key) != other.get(key):
+            if a.get(key) != b.get(key):
                 raise FmkitError(
-                    f"shards differ in setting {key!r}: {base.get(key)!r} in {first}, {other.get(key)!r} in {folder}"
+                    f"shards differ in setting {key!r}: {a.get(key)!r} in {first}, {b.get(key)!r} in {folder}"
                 )
     roots = {s.get("index_root") for s in settings.values()}
     return {**base, "index_root": roots.pop() if len(roots) == 1 else None}
+
+
+def _crop_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The :data:`MERGE_SETTINGS` of a ``preprocess.json``: no windows (an older fmkit's) is windows 0, and
+    ``frames`` and ``window_len`` count only where they are used (without windows, with them)."""
+    out = {k: settings.get(k) for k in MERGE_SETTINGS}
+    out["windows"] = settings.get("windows") or 0
+    if out["windows"]:
+        out["frames"] = None
+    else:
+        out["window_len"] = None
+    return out
 
 
 def _place(src: Path, dst: Path, mode: str) -> None:

@@ -8,8 +8,11 @@ Every module that reads or writes these tables goes through this one:
   :func:`write_index`, and the ``<index>.root.json`` sidecar naming the dataset root
   the ``path`` column is relative to (:func:`index_root`);
 - the faces manifest (``fmkit preprocess`` → ``FACES/faces.csv``): :data:`FACE_COLUMNS`
-  (the index columns, then one crop per row: frame, crop and mask paths, MTCNN box,
+  (the index columns, then one crop per row: frame, window, crop and mask paths, MTCNN box,
   probability and five landmarks in frame pixels, and the crop geometry), :func:`read_faces`;
+  ``window`` numbers the windows of consecutive frames a crop belongs to (0, 1, … in time
+  order; ``fmkit preprocess --windows``), :data:`NO_WINDOW` (-1) for frames sampled evenly
+  and in manifests of an older fmkit, which lack the column (:func:`with_window`);
   its error list :data:`ERROR_COLUMNS` (with the index columns of each error's video), :func:`read_errors`;
 - crop geometry: a crop is the square ``region = (x0, y0, side)`` of the frame (pixels,
   may leave the frame: zero padded) resized to ``crop_size`` px (:func:`square_region`,
@@ -40,8 +43,14 @@ LANDMARK_COLUMNS = [f"{n}_{a}" for n in LANDMARK_NAMES for a in "xy"]
 BOX_COLUMNS = ["x1", "y1", "x2", "y2"]
 CROP_COLUMNS = ["crop_x0", "crop_y0", "crop_side", "crop_size"]
 FACE_COLUMNS = (
-    INDEX_COLUMNS + ["frame_idx", "crop_path", "mask_path", *BOX_COLUMNS, "prob"] + LANDMARK_COLUMNS + CROP_COLUMNS
+    INDEX_COLUMNS
+    + ["frame_idx", "window", "crop_path", "mask_path", *BOX_COLUMNS, "prob"]
+    + LANDMARK_COLUMNS
+    + CROP_COLUMNS
 )
+#: The ``window`` of a crop from frames sampled evenly (``fmkit preprocess`` without ``--windows``), and of every
+#: crop of a manifest written before the column existed.
+NO_WINDOW = -1
 #: ``errors.csv``: one row per unreadable video or frame without a face, with its video's index columns, so
 #: that a video that gave no crop at all is still known with its label, split and source (see
 #: :mod:`fmkit.engine.coverage`).
@@ -129,11 +138,20 @@ def read_faces(path: str | os.PathLike) -> pd.DataFrame:
     if not path.is_file():
         raise FmkitError(f"faces manifest not found: {path} (run `fmkit preprocess` first)")
     df = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"video_id": str, "source_id": str})
-    missing = [c for c in FACE_COLUMNS if c not in df.columns]
+    missing = [c for c in FACE_COLUMNS if c not in df.columns and c != "window"]
     if missing:
         raise FmkitError(f"{path} is not a faces manifest: missing columns {', '.join(missing)}")
     df["mask_path"] = df["mask_path"].fillna("")
-    return df
+    return with_window(df)
+
+
+def with_window(df: pd.DataFrame) -> pd.DataFrame:
+    """A faces manifest with its ``window`` column as integers (:data:`NO_WINDOW` where it is missing or empty,
+    as in manifests of an older fmkit), its columns in :data:`FACE_COLUMNS` order, then any others."""
+    window = df["window"] if "window" in df.columns else pd.Series(NO_WINDOW, index=df.index)
+    df = df.assign(window=pd.to_numeric(window).fillna(NO_WINDOW).astype(int))
+    ordered = [c for c in FACE_COLUMNS if c in df.columns]
+    return df[ordered + [c for c in df.columns if c not in ordered]]
 
 
 def read_errors(path: str | os.PathLike) -> pd.DataFrame:

@@ -88,6 +88,26 @@ def sample_indices(num_frames: int, k: int) -> list[int]:
     return [int(round(x)) for x in np.linspace(0, num_frames - 1, k)]
 
 
+def window_indices(num_frames: int, windows: int, window_len: int) -> list[list[int]]:
+    """Frame indices of ``windows`` windows of ``window_len`` consecutive frames spread evenly over a video.
+
+    The video is cut into as many equal parts as there are windows and each window is centred
+    in its part (window ``i`` starts at ``⌊((2i+1)·n − W·L) / 2W⌋``), so the windows never
+    overlap, keep clear of the video's first and last frames when there is room, and stay
+    within its ``num_frames`` frames. A video shorter than ``windows × window_len`` frames
+    gets fewer windows, ``⌊n / L⌋`` (overlapping windows would share crops, and a crop has one
+    window); one shorter than a window is a single window of all its frames.
+    """
+    if windows < 1 or window_len < 1:
+        raise FmkitError(f"windows and window_len must be at least 1, got {windows} and {window_len}")
+    if num_frames <= 0:
+        return []
+    length = min(window_len, num_frames)
+    count = max(1, min(windows, num_frames // length))
+    starts = [((2 * i + 1) * num_frames - count * length) // (2 * count) for i in range(count)]
+    return [list(range(s, s + length)) for s in starts]
+
+
 def write_video(
     path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float = 25.0, codec: str = "libx264", crf: int = 18
 ) -> Path:
