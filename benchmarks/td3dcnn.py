@@ -5,11 +5,11 @@ In one run, on the same synthetic faces and seed, trains ``td3dcnn``, ``td3dcnn_
 clip length, crop size and epochs given here override them) and prints:
 
 * test video AUC with 95 % intervals resampling test identities, on all fakes and on
-  each method's fakes (``flicker`` is the temporally inconsistent one), every detector on
+  each method's fakes (``wobble`` is the temporal-only one: its frames are each real-looking), every detector on
   the same videos (a video: the mean of its evenly spaced clips, or of its frames for
   ``baseline2d``);
 * the paper's claims with paired intervals and verdicts (:data:`fmkit.engine.compare.TD3DCNN_CLAIMS`):
-  temporal dropout beats no dropout; the 3D model beats the frame model on ``flicker``
+  temporal dropout beats no dropout; the 3D model beats the frame model on ``wobble``
   fakes by >= 0.05 video AUC;
 * cost per clip (T x crop x crop): parameters, FLOPs (``torch.utils.flop_counter``; a
   multiply-add is 2 FLOPs; ``baseline2d`` scores a clip as T frames), training and

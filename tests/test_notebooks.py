@@ -61,15 +61,20 @@ def _config(tmp_path, root, notebooks):
     return path
 
 
-def test_notebook_01_runs_under_papermill(tiny_synth, tmp_path):
-    cfg = _config(tmp_path, tiny_synth, [{"name": "01_preprocessing", "parameters": {"frames": 3, "size": 64}}])
+@pytest.mark.parametrize(
+    "params, windows",
+    [({"frames": 3, "size": 64}, {-1}), ({"windows": 2, "window_len": 2, "size": 64}, {0, 1})],
+    ids=["frames", "windows"],
+)
+def test_notebook_01_runs_under_papermill(tiny_synth, tmp_path, params, windows):
+    cfg = _config(tmp_path, tiny_synth, [{"name": "01_preprocessing", "parameters": params}])
     run = run_pipeline(cfg, tmp_path / "run")
     executed = nbformat.read(run / "notebooks" / "01_preprocessing.ipynb", as_version=4)
     outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs), "the notebook shows figures"
     faces = pd.read_csv(run / "faces" / "faces.csv")
-    assert len(faces) > 0 and set(faces["frame_idx"]) <= {0, 1, 2, 3}
+    assert len(faces) > 0 and set(faces["frame_idx"]) <= {0, 1, 2, 3} and set(faces["window"]) == windows
     assert (run / "index.csv").is_file() and (run / "faces" / "errors.csv").is_file()
     assert yaml.safe_load((run / "config.yaml").read_text())["resolved_parameters"]["interactive"] is False
 
@@ -171,7 +176,7 @@ def test_notebook_03_shows_dropout_roc_methods_ablation_and_claims(tiny_pipeline
     run, _ = tiny_pipeline
     images, text = _outputs(run, "03_td3dcnn")
     assert images >= 3, "dropout strip, curves, ROC"
-    for shown in ("flicker", "td3dcnn_keep0.5", "temporal dropout helps", "verdict", "scored by every detector"):
+    for shown in ("wobble", "td3dcnn_keep0.5", "temporal dropout helps", "verdict", "scored by every detector"):
         assert shown in text, shown
     for name in ("td3dcnn", "td3dcnn_nodrop", "td3dcnn_keep0.5"):
         metrics = json.loads((run / "td3dcnn" / name / "metrics.json").read_text())
@@ -194,7 +199,7 @@ def test_notebook_05_scores_every_detector_the_same_way(tiny_pipeline):
     run, _ = tiny_pipeline
     images, text = _outputs(run, "05_evaluation")
     assert images >= 2, "ROC curves, confusion matrices"
-    for shown in ("video_acc_at_threshold", "flicker", "train"):
+    for shown in ("video_acc_at_threshold", "wobble", "train"):
         assert shown in text, shown
     for model in ("baseline2d", "td3dcnn"):
         assert (run / "evaluation" / model / "cross_dataset.csv").is_file()

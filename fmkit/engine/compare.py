@@ -136,7 +136,7 @@ def keep_ablation(runs: Mapping[str, str | os.PathLike], table: pd.DataFrame) ->
     """The TD-3DCNN runs of ``runs`` by temporal dropout keep ratio (``td3dcnn_nodrop``: 1.0).
 
     ``table`` is :func:`auc_by_method` of their scores. Columns: model, keep, auc (all fakes),
-    lo, hi, flicker_auc (when the data has ``flicker`` fakes), best_epoch, train_seconds.
+    lo, hi, wobble_auc (when the data has the temporal-only ``wobble`` fakes), best_epoch, train_seconds.
     """
     from fmkit.config import resolve_config
 
@@ -152,8 +152,8 @@ def keep_ablation(runs: Mapping[str, str | os.PathLike], table: pd.DataFrame) ->
             "keep": 1.0 if model["name"] == "td3dcnn_nodrop" else float(model.get("keep", 0.75)),
             **own.loc[ALL, ["auc", "lo", "hi"]].to_dict(),
         }
-        if "flicker" in own.index:
-            row["flicker_auc"] = own.loc["flicker", "auc"]
+        if "wobble" in own.index:
+            row["wobble_auc"] = own.loc["wobble", "auc"]
         rows.append({**row, "best_epoch": summary["best_epoch"], "train_seconds": summary["seconds"]})
     return pd.DataFrame(rows).sort_values("keep", ignore_index=True)
 
@@ -162,7 +162,7 @@ def keep_ablation(runs: Mapping[str, str | os.PathLike], table: pd.DataFrame) ->
 TD3DCNN_CLAIMS = (
     ("detects (video AUC)", "td3dcnn", None, ALL, 0.9),
     ("temporal dropout helps (AUC − no dropout)", "td3dcnn", "td3dcnn_nodrop", ALL, 0.0),
-    ("3D beats frames on flicker (AUC − baseline2d)", "td3dcnn", "baseline2d", "flicker", 0.05),
+    ("3D beats frames on temporal-only fakes (wobble AUC − baseline2d)", "td3dcnn", "baseline2d", "wobble", 0.05),
 )
 
 
