@@ -318,9 +318,13 @@ def displaced_warp(image: np.ndarray, matrix: np.ndarray, size: int, mask: np.nd
 
 
 def wobble_shifts(rng: np.random.Generator, frames: int) -> np.ndarray:
-    """(T, 2) inner-face shifts in face units: a random direction and a size in WOBBLE_RANGE, fresh each frame."""
-    angle = rng.uniform(0, 2 * np.pi, frames)
-    size = rng.uniform(*WOBBLE_RANGE, frames)
+    """(T, 2) inner-face shifts in face units, fresh each frame: a size in WOBBLE_RANGE along one axis
+    per video (± 0.3 rad per frame), its sign alternating from frame to frame. The inner face swings
+    back and forth at half the frame rate, a frequency the smooth head motion (≤ 0.9 Hz) never has,
+    while each frame alone is shifted no more than WOBBLE_RANGE."""
+    angle = rng.uniform(0, 2 * np.pi) + rng.normal(0.0, 0.3, frames)
+    sign = rng.choice([-1.0, 1.0]) * (-1.0) ** np.arange(frames)
+    size = sign * rng.uniform(*WOBBLE_RANGE, frames)
     return np.stack([np.cos(angle), np.sin(angle)], axis=1) * size[:, None]
 
 
