@@ -22,7 +22,10 @@ probabilities, and the metrics are computed over videos.
 Intervals: :func:`bootstrap_interval` resamples whole groups (identities, or source videos
 when identities are unknown), so frames and videos of one person never count as
 independent evidence; :func:`metric_intervals` gives the intervals of all metrics at once;
-:func:`verdict` turns an interval and a target into MET, MISSED or UNDECIDED.
+:func:`verdict` turns an interval and a target into MET, MISSED or UNDECIDED. K-fold
+cross-validation over persons: :func:`pooled_bootstrap` (and :func:`pooled_auc`,
+:func:`pooled_auc_difference`, :func:`pooled_mean`) measures a statistic per fold, averages it
+over folds and resamples persons across all folds.
 """
 
 from __future__ import annotations
@@ -523,6 +526,187 @@ def auc_difference_interval(
         _warn(f"AUC difference and its interval are NaN: {_class_counts(y)}")
         return NAN, NAN, NAN
     return (value, *bootstrap_interval(diff, groups, **kw))
+
+
+def pooled_bootstrap(
+    statistics: Sequence[Callable[[np.ndarray], float]],
+    groups: Sequence[Sequence[Hashable]],
+    *,
+    resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """A statistic measured fold by fold in k-fold cross-validation, pooled over folds, with a 95 %
+    (``level``) bootstrap interval that resamples persons across all folds: (value, lo, hi).
+
+    Fold ``f`` tested the persons ``groups[f]`` (``groups[f][i]``: the person of the fold's row
+    ``i``); ``statistics[f](rows)`` is the fold's statistic (an AUC, a paired AUC difference, a
+    mean over faces, …) on those of its rows, an index array into the fold's own rows, repeats
+    included. A person is tested in exactly one fold (a person in two folds is a ``ValueError``),
+    so each person's rows come from the fit that never saw them.
+
+    Definition (the statistic is computed per fold and averaged, never on the pooled rows of
+    several folds, whose fits score on different scales):
+
+    * value: Σ_f n_f · m_f / Σ_f n_f, with m_f = ``statistics[f]`` (all rows of fold f) and n_f
+      the fold's persons: with folds of equal size, the mean over folds;
+    * a resample draws as many persons as all folds hold together, with replacement, from all of
+      them; fold f gets the rows of its drawn persons (a person drawn twice, twice) and n_f = the
+      number of draws that landed in it; the resample's value is the same weighted mean over the
+      folds with n_f > 0. A fold whose statistic is NaN in a resample (e.g. one class drawn) drops
+      out of that resample's mean (and a fold with a NaN value out of the value, with one
+      :class:`MetricWarning`);
+    * the interval: the percentiles of the resamples' values (NaN with fewer than half of them
+      finite, or fewer than two persons).
+
+    Paired comparisons: give statistics that compute both methods on the same rows (e.g. the AUC
+    difference of two detectors on the same videos); the draws are then shared by the two.
+    Same ``seed`` → same draws (the scheme of :func:`bootstrap_interval` over all persons);
+    ``resamples`` 0 gives the value alone (lo, hi NaN).
+    """
+    if len(statistics) != len(groups):
+        raise ValueError(f"{len(statistics)} statistics for {len(groups)} folds")
+    owner: dict[Hashable, int] = {}
+    members: list[np.ndarray] = []  # rows of each person, in its fold
+    person_fold: list[int] = []
+    for f, fold_groups in enumerate(groups):
+        codes, n_here = _group_codes(fold_groups)
+        uniques = pd.unique(pd.Series(list(fold_groups), dtype=object))
+        order = np.argsort(codes, kind="stable")
+        rows = np.split(order, np.cumsum(np.bincount(codes, minlength=n_here))[:-1]) if n_here else []
+        for person, person_rows in zip(uniques, rows):
+            if person in owner:
+                raise ValueError(
+                    f"person {person!r} is tested in folds {owner[person]} and {f}: "
+                    "in k-fold cross-validation every person is tested once"
+                )
+            owner[person] = f
+            members.append(person_rows)
+            person_fold.append(f)
+    fold_of = np.asarray(person_fold, dtype=np.int64)
+    n_persons = len(members)
+    n_folds = len(statistics)
+
+    def pooled(counts: np.ndarray) -> tuple[float, list[int]]:
+        total = weight = 0.0
+        nan_folds = []
+        for f in range(n_folds):
+            here = np.flatnonzero((fold_of == f) & (counts > 0))
+            if not here.size:
+                continue
+            rows = np.concatenate([np.tile(members[p], int(counts[p])) for p in here])
+            m = float(statistics[f](rows))
+            if not math.isfinite(m):
+                nan_folds.append(f)
+                continue
+            w = float(counts[here].sum())
+            total += w * m
+            weight += w
+        return (total / weight if weight > 0 else NAN), nan_folds
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetricWarning)
+        value, nan_folds = pooled(np.ones(n_persons, dtype=np.int64))
+    if nan_folds:
+        _warn(f"pooled statistic: NaN in fold(s) {', '.join(map(str, nan_folds))}, left out of the mean over folds")
+    if resamples <= 0:  # the value alone
+        return value, NAN, NAN
+    if n_persons < 2:
+        _warn(f"pooled bootstrap interval is NaN: {n_persons} person(s); resampling needs at least two")
+        return value, NAN, NAN
+    draws = np.empty(resamples)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetricWarning)
+        for j, drawn in enumerate(_draw_groups(n_persons, resamples, seed)):
+            draws[j] = pooled(np.bincount(drawn, minlength=n_persons))[0]
+    lo, hi = _percentile_interval(draws, resamples, level)
+    if math.isnan(lo):
+        _warn(
+            f"pooled bootstrap interval is NaN: the statistic is finite in only {int(np.isfinite(draws).sum())} "
+            f"of {resamples} resamples"
+        )
+    return value, lo, hi
+
+
+def _rank_auc(p: np.ndarray, y: np.ndarray) -> float:
+    """AUC by the Mann-Whitney rank sum (ties count one half): equal to scikit-learn's, much faster on
+    the small arrays of a bootstrap resample; NaN when one class only."""
+    n_pos = int(y.sum())
+    n_neg = y.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return NAN
+    from scipy.stats import rankdata
+
+    ranks = rankdata(p)
+    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _by_fold(folds: Sequence[Hashable], *arrays: np.ndarray) -> list[tuple[np.ndarray, ...]]:
+    """Rows of ``arrays`` split by fold, folds in order of first appearance."""
+    fold_codes, n_folds = _group_codes(folds, arrays[0].size)
+    return [tuple(a[fold_codes == f] for a in arrays) for f in range(n_folds)]
+
+
+def pooled_auc(
+    probs: Sequence[float],
+    labels: Sequence[float],
+    groups: Sequence[Hashable],
+    folds: Sequence[Hashable],
+    **kw: Any,
+) -> tuple[float, float, float]:
+    """AUC per fold averaged over folds, with the interval of :func:`pooled_bootstrap` resampling persons.
+
+    Row ``i`` (a video, say) was scored by the fit of fold ``folds[i]`` and belongs to person
+    ``groups[i]``. ``kw``: ``resamples``, ``level``, ``seed``.
+    """
+    p, y = _arrays(probs, labels)
+    g = np.asarray(list(groups), dtype=object)
+    if g.size != p.size:
+        raise ValueError(f"{g.size} groups for {p.size} probabilities")
+    parts = _by_fold(folds, p, y, g)
+    stats = [lambda r, fp=fp, fy=fy: _rank_auc(fp[r], fy[r]) for fp, fy, _ in parts]
+    return pooled_bootstrap(stats, [list(fg) for *_, fg in parts], **kw)
+
+
+def pooled_auc_difference(
+    probs_a: Sequence[float],
+    probs_b: Sequence[float],
+    labels: Sequence[float],
+    groups: Sequence[Hashable],
+    folds: Sequence[Hashable],
+    **kw: Any,
+) -> tuple[float, float, float]:
+    """AUC(a) − AUC(b) of two detectors on the same rows, per fold and averaged over folds, with the
+    paired interval of :func:`pooled_bootstrap` (both scored on the same resampled persons)."""
+    a, y = _arrays(probs_a, labels)
+    b, _ = _arrays(probs_b, labels)
+    g = np.asarray(list(groups), dtype=object)
+    if g.size != a.size:
+        raise ValueError(f"{g.size} groups for {a.size} probabilities")
+    parts = _by_fold(folds, a, b, y, g)
+    stats = [
+        lambda r, fa=fa, fb=fb, fy=fy: _rank_auc(fa[r], fy[r]) - _rank_auc(fb[r], fy[r]) for fa, fb, fy, _ in parts
+    ]
+    return pooled_bootstrap(stats, [list(fg) for *_, fg in parts], **kw)
+
+
+def pooled_mean(
+    values: Sequence[float], groups: Sequence[Hashable], folds: Sequence[Hashable], **kw: Any
+) -> tuple[float, float, float]:
+    """The mean of the finite ``values`` per fold (e.g. per-face differences of two explanation methods),
+    averaged over folds, with the interval of :func:`pooled_bootstrap`; rows with a NaN value are left out."""
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    g = np.asarray(list(groups), dtype=object)
+    if g.size != v.size:
+        raise ValueError(f"{g.size} groups for {v.size} values")
+    ok = np.isfinite(v)
+    f = np.asarray(list(folds), dtype=object)[ok]
+    if not ok.any():
+        _warn("pooled mean is NaN: no finite value")
+        return NAN, NAN, NAN
+    parts = _by_fold(list(f), v[ok], g[ok])
+    stats = [lambda r, fv=fv: float(fv[r].mean()) if r.size else NAN for fv, _ in parts]
+    return pooled_bootstrap(stats, [list(fg) for _, fg in parts], **kw)
 
 
 def verdict(lo: float, hi: float, target: float, larger: bool = True) -> str:
