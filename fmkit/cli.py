@@ -2,7 +2,8 @@
 
 Every sub-command prints ``--help``; bad input ends with ``fmkit: error: <reason>`` on
 one line and exit code 2. Heavy libraries are imported inside each command so that
-``--help`` stays fast.
+``--help`` stays fast. Long commands draw progress bars on a terminal only
+(:mod:`fmkit.console`), and each warning text is shown once.
 """
 
 from __future__ import annotations
@@ -12,14 +13,22 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from fmkit.console import warnings_once
 from fmkit.errors import FmkitError
 
 
 def _synth(args: argparse.Namespace) -> int:
+    from fmkit.console import progress_enabled
     from fmkit.data.synth import synthesize
 
     out = synthesize(
-        args.out, videos=args.videos, frames=args.frames, size=args.size, seed=args.seed, identities=args.identities
+        args.out,
+        videos=args.videos,
+        frames=args.frames,
+        size=args.size,
+        seed=args.seed,
+        identities=args.identities,
+        progress=progress_enabled(),
     )
     print(f"synthetic dataset written to {out}")
     return 0
@@ -113,7 +122,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         device=args.device,
         resamples=args.bootstrap,
         extras=_whitening_metrics,
-        progress=True,
+        progress=None,
     )
     print(json.dumps(report, indent=2, default=str))
     if args.output:
@@ -178,7 +187,7 @@ def _predict_split(args: argparse.Namespace) -> int:
     if args.output is None:
         raise FmkitError("predict --data FACES needs -o scores.csv")
     dataset = build_datasets(args.data, run_config(args.run_path)["data"])[args.split]
-    scores = predict(load(args.run_path, device=args.device), dataset, device=args.device, progress=True)
+    scores = predict(load(args.run_path, device=args.device), dataset, device=args.device, progress=None)
     write_csv(scores, args.output)
     print(f"{len(scores)} scores written to {args.output}")
     return 0
@@ -441,7 +450,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse ``argv``, run the command, turn FmkitError into a one-line error."""
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        with warnings_once():  # the same text once, not at every epoch or bootstrap
+            return args.run(args)
     except FmkitError as exc:
         print(f"fmkit: error: {exc}", file=sys.stderr)
         return 2

@@ -1,6 +1,7 @@
 """Figures shared by the notebooks and the command line (matplotlib/seaborn).
 
-Every function returns its matplotlib Figure, so callers choose to show or save it.
+Every function returns its matplotlib Figure, so callers choose to show or save it; :func:`show`
+displays one in a notebook and closes it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,21 @@ from matplotlib.patches import Rectangle
 from PIL import Image
 
 from fmkit.data.schema import landmarks_in_crop, row_to_crop
+
+
+def show(fig: Figure | None) -> None:
+    """Display ``fig`` once and close it; ``None`` (what a ``browse_*`` function returns when it drew widgets) is left.
+
+    A notebook cell that ends in ``plots.show(plots.crop_grid(...))`` shows the figure as one image and
+    frees it; a pyplot figure left open would be kept in memory and drawn again by the inline backend at
+    the end of the cell.
+    """
+    if fig is None:
+        return
+    from IPython.display import display
+
+    display(fig)
+    plt.close(fig)
 
 
 def draw_face(ax: plt.Axes, row: pd.Series, root: str | os.PathLike, annotate: bool = True) -> None:
@@ -166,8 +182,14 @@ def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], aucs: dict[str,
 def clip_strips(rows: dict[str, tuple[np.ndarray, Sequence[int]]]) -> Figure:
     """Face volumes as rows of frames: ``rows[name] = (volume (3, T, H, W) in [0, 1], positions)``
     (a tensor or array), each frame titled by its position in the source clip (for temporal
-    dropout: which frames were kept)."""
-    rows = {name: (np.asarray(v).transpose(1, 2, 3, 0), pos) for name, (v, pos) in rows.items()}
+    dropout: which frames were kept). ``k`` positions for ``T`` frames (k < T, a volume resampled
+    back to T as :class:`fmkit.models.td3dcnn.TemporalDropout` does) title frame j with the
+    position ⌊j·k/T⌋."""
+    rows = {name: (np.asarray(v).transpose(1, 2, 3, 0), list(pos)) for name, (v, pos) in rows.items()}
+    rows = {
+        name: (frames, [pos[j * len(pos) // len(frames)] for j in range(len(frames))] if pos else pos)
+        for name, (frames, pos) in rows.items()
+    }
     ncols = max(len(frames) for frames, _ in rows.values())
     fig, axes = plt.subplots(len(rows), ncols, figsize=(1.3 * ncols, 1.55 * len(rows)), squeeze=False)
     for r, (name, (frames, positions)) in enumerate(rows.items()):

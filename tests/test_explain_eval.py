@@ -66,12 +66,12 @@ def quadrant_face(i: int, level: float, identity: str, label: int = 1) -> dict:
 
 
 def test_explanation_faces_are_balanced_one_per_video_and_deterministic(synth_faces) -> None:
-    faces = ee.explanation_faces(synth_faces, 4, seed=0, size=SIZE)
+    faces = ee.explanation_faces(synth_faces, 5, seed=0, size=SIZE)
     manifest = read_faces(synth_faces)
     test = manifest[manifest["split"] == "test"]
-    assert len(faces) == 4 == test["video_id"].nunique()  # 1 real, 3 fakes: the fakes fill the real's place
-    assert [f["label"] for f in faces] == [1, 0, 1, 1]  # fakes and reals alternate while both last
-    assert len({f["video_id"] for f in faces}) == 4 and {f["video_id"] for f in faces} <= set(test["video_id"])
+    assert len(faces) == 5 == test["video_id"].nunique()  # 1 real, 4 fakes: the fakes fill the real's place
+    assert [f["label"] for f in faces] == [1, 0, 1, 1, 1]  # fakes and reals alternate while both last
+    assert len({f["video_id"] for f in faces}) == 5 and {f["video_id"] for f in faces} <= set(test["video_id"])
     for f in faces:
         assert f["image"].shape == (3, SIZE, SIZE) and 0 <= float(f["image"].min()) <= float(f["image"].max()) <= 1
         row = test[(test["video_id"] == f["video_id"]) & (test["crop_path"] == f["crop_path"])].iloc[0]
@@ -80,7 +80,7 @@ def test_explanation_faces_are_balanced_one_per_video_and_deterministic(synth_fa
             assert f["mask"] is None and f["method"] == "real"
         else:  # every synthetic fake has a blend mask; it is scaled to a maximum of 1
             assert f["mask"].shape == (SIZE, SIZE) and float(f["mask"].max()) == pytest.approx(1.0, abs=0.05)
-    again = ee.explanation_faces(synth_faces, 4, seed=0, size=SIZE)
+    again = ee.explanation_faces(synth_faces, 5, seed=0, size=SIZE)
     assert [f["crop_path"] for f in again] == [f["crop_path"] for f in faces]
     assert all(torch.equal(a["image"], b["image"]) for a, b in zip(again, faces))
     two = ee.explanation_faces(synth_faces, 2, seed=1)

@@ -24,6 +24,7 @@ def learnable_faces(tmp_path_factory):
     return tmp / "faces"
 
 
+@pytest.mark.slow
 def test_a_detector_trained_briefly_detects_fakes_of_unseen_identities(learnable_faces, tmp_path):
     cfg = train_config("baseline2d", settings=["epochs=12", "device=cpu"])
     run = train(cfg, learnable_faces, tmp_path / "run")

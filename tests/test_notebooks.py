@@ -2,11 +2,14 @@
 
 import ast
 import json
+import re
+from collections import Counter
 
 import nbformat
 import pandas as pd
 import pytest
 import yaml
+from conftest import TINY
 from nbconvert.filters import markdown2html
 from papermill.translators import PythonTranslator
 
@@ -76,7 +79,8 @@ def test_notebook_01_runs_under_papermill(tiny_synth, tmp_path, params, windows)
     faces = pd.read_csv(run / "faces" / "faces.csv")
     assert len(faces) > 0 and set(faces["frame_idx"]) <= {0, 1, 2, 3} and set(faces["window"]) == windows
     assert (run / "index.csv").is_file() and (run / "faces" / "errors.csv").is_file()
-    assert yaml.safe_load((run / "config.yaml").read_text())["resolved_parameters"]["interactive"] is False
+    resolved = yaml.safe_load((run / "config.yaml").read_text())["resolved_parameters"]
+    assert resolved["interactive"] is False and resolved["progress"] is False
 
 
 def test_pipeline_errors_are_clear(tmp_path, tiny_synth):
@@ -94,40 +98,15 @@ def test_pipeline_errors_are_clear(tmp_path, tiny_synth):
         run_pipeline(_config(tmp_path, tiny_synth, [{"name": "01_preprocessing"}]), tmp_path / "run", ["epochs=1"])
 
 
-TINY = [
-    {"name": "01_preprocessing", "parameters": {"frames": 4, "size": 64}},
-    {
-        "name": "02_whitening_detector",
-        "parameters": {
-            "epochs": 1,
-            "settings": ["data.size=32", "data.batch_size=16"],
-            "whitening_settings": ["model.group_size=64", "callbacks.concept_alignment.every=2"],
-            "n_top": 3,
-        },
-    },
-    {
-        "name": "03_td3dcnn",
-        "parameters": {
-            "clip_len": 3,
-            "size": 32,
-            "epochs": 1,
-            "ablation_keeps": [0.5],
-            "settings": ["model.width=8", "data.batch_size=8", "data.clips_per_video=1", "data.eval_clips=2"],
-            "frame_settings": ["data.size=32", "data.batch_size=16"],
-        },
-    },
-    {
-        "name": "04_relabel_distillation",
-        "parameters": {
-            "epochs": 1,
-            "detector_settings": ["data.size=32", "data.batch_size=16"],
-            "vae_settings": ["data.size=64", "data.batch_size=16", "model.width=8", "model.latent=16"],
-            "n_images": 2,
-            "n_samples": 40,
-        },
-    },
-    {"name": "05_evaluation", "parameters": {"bootstrap": 50}},
-]
+#: The figures each notebook of the TINY pipeline shows (static, interactive=False), each once.
+FIGURES = {
+    "01_preprocessing": 3,  # counts per split, crop grid, one video's strip
+    "02_whitening_detector": 4,  # curves, correlation heatmaps, axis gallery, one axis
+    "03_td3dcnn": 3,  # temporal dropout strip, curves, ROC
+    "04_relabel_distillation": 5,  # VAE reconstructions and samples, neighbours, overlays, one explanation
+    "05_evaluation": 2,  # ROC, confusion matrices
+}
+WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
 def _outputs(run, name):
@@ -136,15 +115,6 @@ def _outputs(run, name):
     assert not [o for o in outputs if o.get("output_type") == "error"], name
     text = "".join(o.get("data", {}).get("text/plain", "") + o.get("text", "") for o in outputs)
     return sum("image/png" in o.get("data", {}) for o in outputs), text
-
-
-@pytest.fixture(scope="module")
-def tiny_pipeline(tiny_synth, tmp_path_factory):
-    """All five notebooks on the tiny synthetic data, with tiny parameters."""
-    folder = tmp_path_factory.mktemp("pipeline")
-    with pytest.MonkeyPatch.context() as mp:  # one thread per kernel: small convolutions on shared cores
-        mp.setenv("OMP_NUM_THREADS", "1")
-        return run_pipeline(_config(folder, tiny_synth, TINY), folder / "run"), folder
 
 
 def test_pipeline_runs_all_five_notebooks_into_one_report(tiny_pipeline):
@@ -161,10 +131,42 @@ def test_pipeline_runs_all_five_notebooks_into_one_report(tiny_pipeline):
     assert {"baseline2d", "whitening", "td3dcnn", "td3dcnn_nodrop", "td3dcnn_keep0.5"} <= set(summary["model"])
 
 
+def test_pipeline_reports_each_step_on_its_output_without_noise(tiny_pipeline):
+    run, folder = tiny_pipeline  # ran as `fmkit pipeline` with its output in files, not on a terminal
+    out, err = (folder / "pipeline.stdout").read_text(), (folder / "pipeline.stderr").read_text()
+    steps = [f"[{i}/{len(TINY)}] {s['name']}" for i, s in enumerate(TINY, start=1)]
+    for step in steps:
+        assert f"{step}\n" in err and re.search(rf"^{re.escape(step)}: finished in \d", err, re.M), step
+    assert err.index(steps[0]) < err.index(steps[-1])
+    assert f"report: {run / 'report.html'}" in err, "the last line says where the report is"
+    expected = r"(fmkit pipeline: \d+ notebook|\[\d+/\d+\] \d\d_\w+|pipeline finished in )"
+    noise = [line for line in err.splitlines() if line and not re.match(expected, line)]
+    assert not noise, f"nothing else (no bar, no kernel or library warning): {noise[:3]}"
+    assert "\r" not in err, "no progress bar outside a terminal"
+    assert (run / "kernels.log").read_text().count("== ") == len(TINY), "the kernels' own output goes there"
+    assert "video_auc" in out and "td3dcnn_nodrop" in out, "the main table"
+    assert out.rstrip().endswith(f"pipeline finished: {run / 'report.html'}")
+
+
+@pytest.mark.parametrize("name", list(FIGURES))
+def test_executed_notebook_holds_no_widget_nor_kernel_noise_and_each_figure_and_warning_once(tiny_pipeline, name):
+    run, _ = tiny_pipeline
+    executed = nbformat.read(run / "notebooks" / f"{name}.ipynb", as_version=4)
+    outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if WIDGET in o.get("data", {})], "no progress widget (frozen at 0 %)"
+    text = "".join(o.get("data", {}).get("text/plain", "") + o.get("text", "") for o in outputs)
+    assert "Kernel is running over TCP" not in text and "it/s]" not in text, "no kernel warning, no text bar"
+    images = [o["data"]["text/plain"] for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) == FIGURES[name], images
+    stderr = "".join(o.get("text", "") for o in outputs if o.get("name") == "stderr")
+    shown = Counter(re.findall(r"^\S.*?:\d+: (\w*Warning: .*)$", stderr, re.M))
+    assert not [w for w, n in shown.items() if n > 1], f"each warning once: {shown.most_common(2)}"
+
+
 def test_notebook_02_shows_the_whitening_figures_and_claims(tiny_pipeline):
     run, _ = tiny_pipeline
     images, text = _outputs(run, "02_whitening_detector")
-    assert images >= 4, "curves, heatmaps, galleries"
+    assert images == FIGURES["02_whitening_detector"], "curves, heatmaps, galleries"
     for shown in ("blend_boundary", "mean |off-diag corr|", "whitening − baseline2d", "inside", "verdict"):
         assert shown in text, shown
     for name in ("baseline2d", "whitening"):
@@ -175,7 +177,7 @@ def test_notebook_02_shows_the_whitening_figures_and_claims(tiny_pipeline):
 def test_notebook_03_shows_dropout_roc_methods_ablation_and_claims(tiny_pipeline):
     run, _ = tiny_pipeline
     images, text = _outputs(run, "03_td3dcnn")
-    assert images >= 3, "dropout strip, curves, ROC"
+    assert images == FIGURES["03_td3dcnn"], "dropout strip, curves, ROC"
     for shown in ("wobble", "td3dcnn_keep0.5", "temporal dropout helps", "verdict", "scored by every detector"):
         assert shown in text, shown
     for name in ("td3dcnn", "td3dcnn_nodrop", "td3dcnn_keep0.5"):
@@ -186,7 +188,7 @@ def test_notebook_03_shows_dropout_roc_methods_ablation_and_claims(tiny_pipeline
 def test_notebook_04_shows_the_vae_neighbours_overlays_and_metrics(tiny_pipeline):
     run, _ = tiny_pipeline
     images, text = _outputs(run, "04_relabel_distillation")
-    assert images >= 5, "VAE PNGs, neighbours, overlays, explorer"
+    assert images == FIGURES["04_relabel_distillation"], "VAE PNGs, neighbours, overlays, explorer"
     for shown in ("PSNR", "neighbours flipped", "deletion", "insertion", "mask_agreement", "fidelity_acc"):
         assert shown in text, shown
     for shown in ("relabel beats random", "verdict"):
@@ -198,14 +200,14 @@ def test_notebook_04_shows_the_vae_neighbours_overlays_and_metrics(tiny_pipeline
 def test_notebook_05_scores_every_detector_the_same_way(tiny_pipeline):
     run, _ = tiny_pipeline
     images, text = _outputs(run, "05_evaluation")
-    assert images >= 2, "ROC curves, confusion matrices"
+    assert images == FIGURES["05_evaluation"], "ROC curves, confusion matrices (saved figures are not shown)"
     for shown in ("video_acc_at_threshold", "wobble", "train"):
         assert shown in text, shown
     for model in ("baseline2d", "td3dcnn"):
         assert (run / "evaluation" / model / "cross_dataset.csv").is_file()
 
 
-def test_pipeline_resume_skips_unchanged_steps_and_a_failure_names_notebook_and_cell(tiny_pipeline, tiny_synth):
+def test_pipeline_resume_skips_unchanged_steps_and_a_failure_names_notebook_and_cell(tiny_pipeline, tiny_synth, capsys):
     run, folder = tiny_pipeline
     stamps = {p.name: p.stat().st_mtime_ns for p in (run / "notebooks").glob("*.ipynb")}
     failing = [*TINY[:-1], {"name": "05_evaluation", "parameters": {"bootstrap": 50, "extra_faces": ["/no/such"]}}]
@@ -216,8 +218,12 @@ def test_pipeline_resume_skips_unchanged_steps_and_a_failure_names_notebook_and_
     for step in TINY[:-1]:  # the finished notebooks are kept, not rerun
         name = f"{step['name']}.ipynb"
         assert (run / "notebooks" / name).stat().st_mtime_ns == stamps[name]
+    capsys.readouterr()
     run_pipeline(_config(folder, tiny_synth, TINY), run, resume=True)  # only the failed step runs again
     assert (run / "pipeline.log").read_text().count("05_evaluation: finished") == 2
+    shown = capsys.readouterr().err
+    assert "[1/5] 01_preprocessing: skipped" in shown and "(its notebooks took" in shown
+    assert re.search(r"^\[5/5\] 05_evaluation \(expected [\d.]+ s\)$", shown, re.M), "the time it took before"
     assert (run / "notebooks" / "04_relabel_distillation.ipynb").stat().st_mtime_ns == stamps[
         "04_relabel_distillation.ipynb"
     ]

@@ -46,9 +46,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from PIL import Image
-from tqdm.auto import tqdm
 
 from fmkit.config import PREPROCESS, resolve
+from fmkit.console import progress_bar
 from fmkit.data.faces import Face, FaceDetector, FaceTracker, track_main_face
 from fmkit.data.schema import (
     ERROR_COLUMNS,
@@ -307,7 +307,7 @@ def preprocess(
     workers: int = 1,
     shard: str | None = None,
     retry_errors: bool = False,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> PreprocessSummary:
     """Crop the faces of every video of ``index`` (a CSV path or DataFrame) into ``out``.
 
@@ -317,7 +317,8 @@ def preprocess(
     take their defaults). Videos already done in ``out`` are skipped (failed ones too,
     unless ``retry_errors``). Writes ``faces.csv`` and ``errors.csv`` from every per-video
     record in ``out``, so shards written to one folder merge; shards written to separate
-    folders are merged by :func:`merge`.
+    folders are merged by :func:`merge`. ``progress``: a bar over videos (None: on a terminal only,
+    :func:`fmkit.console.progress_enabled`).
     """
     start = time.perf_counter()
     cfg = resolve(PREPROCESS, cfg)
@@ -342,8 +343,8 @@ def preprocess(
 
     todo = [r for r in rows if not done(r)]
     failed = frames = 0
-    bar = tqdm(
-        _results(todo, root, out, cfg, workers), total=len(todo), desc="preprocess", unit="video", disable=not progress
+    bar = progress_bar(
+        _results(todo, root, out, cfg, workers), progress=progress, total=len(todo), desc="preprocess", unit="video"
     )
     for faces, errors in bar:
         failed += not faces
@@ -528,7 +529,7 @@ def merge(
     shards: Sequence[str | os.PathLike],
     index: str | os.PathLike | pd.DataFrame | None = None,
     files: str = "link",
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> MergeSummary:
     """Merge faces folders written separately (``--shard i/n`` on several machines) into ``out``.
 
@@ -570,7 +571,7 @@ def merge(
 
     duplicates = {video_id(name): [str(f) for f in fs] for name, fs in sorted(holders.items()) if len(fs) > 1}
     merged = present = 0
-    for name, fs in tqdm(sorted(holders.items()), desc="merge", unit="video", disable=not progress):
+    for name, fs in progress_bar(sorted(holders.items()), progress=progress, desc="merge", unit="video"):
         source = next((f for f in fs if any(p.suffix == ".csv" for p in records[f][name])), fs[0])
         files_here = records[source][name]
         if all((out / "videos" / p.name).is_file() for p in files_here):

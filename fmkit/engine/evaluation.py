@@ -117,6 +117,8 @@ def _unique_names(paths: Sequence[str | os.PathLike]) -> list[str]:
 
 
 def _figures(videos: pd.DataFrame, folder: Path, title: str) -> None:
+    import matplotlib.pyplot as plt
+
     from fmkit.plots import roc_curves, score_histogram
 
     curve = roc(videos["prob"], videos["label"])
@@ -127,6 +129,7 @@ def _figures(videos: pd.DataFrame, folder: Path, title: str) -> None:
     for name, fig in figures.items():
         with atomic_path(folder / name) as tmp:
             fig.savefig(tmp, dpi=110, format="png")
+        plt.close(fig)  # saved, not shown: a notebook would otherwise display it at the end of the cell
 
 
 def evaluate_run(
@@ -139,12 +142,13 @@ def evaluate_run(
     resamples: int = 1000,
     seed: int = 0,
     extras: Extras | None = None,
-    progress: bool = False,
+    progress: bool | None = False,
 ) -> dict[str, dict[str, Any]]:
     """Score ``run`` on ``split`` of every faces folder in ``data``; write the files above into ``out``.
 
     Returns ``{data name: metrics}``; ``extras(model, dataset, folder, split)`` adds model-specific
-    entries (the CLI adds the whitening layer's decorrelation and concept AUC).
+    entries (the CLI adds the whitening layer's decorrelation and concept AUC). ``progress``: a bar over
+    the batches scored (None: on a terminal only, :func:`fmkit.console.progress_enabled`).
     """
     if not data:
         raise FmkitError("evaluate needs at least one faces folder (--data FACES)")

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, Subset
-from tqdm.auto import tqdm
 
+from fmkit.console import progress_bar
 from fmkit.engine import distributed
 from fmkit.engine.data import eval_loader
 from fmkit.engine.hooks import TrainContext, call_hooks
@@ -106,8 +106,12 @@ def train_epoch(
     scaler: torch.amp.GradScaler,
     amp: bool,
     grad_clip: float | None,
+    progress: bool | None = None,
 ) -> dict[str, float]:
     """One pass over ``loader``; returns ``train_loss`` and any extra ``train_<key>`` means.
+
+    ``progress``: a bar over the batches on the main process (None: on a terminal only,
+    :func:`fmkit.console.progress_enabled`).
 
     A non-finite loss (on any rank) stops the run before the optimizer step with an
     FmkitError naming the epoch and step; nothing is written by this function.
@@ -116,7 +120,13 @@ def train_epoch(
     params = [p for p in ctx.model.parameters() if p.requires_grad]
     totals: dict[str, torch.Tensor] = {}
     seen = 0
-    bar = tqdm(loader, desc=f"epoch {ctx.epoch}/{ctx.config['epochs']}", leave=False, disable=not ctx.env.is_main)
+    bar = progress_bar(
+        loader,
+        progress=progress,
+        desc=f"epoch {ctx.epoch}/{ctx.config['epochs']}",
+        leave=False,
+        disable=not ctx.env.is_main,
+    )
     for ctx.step, batch in enumerate(bar, start=1):
         batch = to_device(batch, ctx.device)
         with autocast(ctx.device, amp):
@@ -178,22 +188,24 @@ def predict(
     device: str | torch.device | None = None,
     num_workers: int = 0,
     amp: bool = True,
-    progress: bool = False,
+    progress: bool | None = False,
 ) -> pd.DataFrame:
     """Fake probabilities of every item: a DataFrame with ``video_id``, ``label``, ``prob``.
 
-    ``device`` defaults to the model's; ``amp`` uses float16 autocast on CUDA only.
+    ``device`` defaults to the model's; ``amp`` uses float16 autocast on CUDA only; ``progress``: a
+    bar over batches (None: on a terminal only, :func:`fmkit.console.progress_enabled`).
     """
     device = torch.device(device) if device is not None else _model_device(model)
     model.to(device)
     shard, idx = _shard(dataset)
     probs, labels = [], []
     with eval_mode(model):
-        for batch in tqdm(
+        for batch in progress_bar(
             eval_loader(shard, batch_size, num_workers, device.type == "cuda"),
+            progress=progress,
             desc="predict",
             leave=False,
-            disable=not progress or distributed.world()[0] != 0,
+            disable=distributed.world()[0] != 0,
         ):
             x, y = to_device(batch[0], device), batch[1]
             with autocast(device, amp):
@@ -223,7 +235,7 @@ def evaluate(
     num_workers: int = 0,
     amp: bool = True,
     reduce: str = "mean",
-    progress: bool = False,
+    progress: bool | None = False,
 ) -> dict[str, float]:
     """Frame-level (item-level) and video-level metrics of a detector on ``dataset``.
 

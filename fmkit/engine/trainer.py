@@ -135,8 +135,10 @@ class Trainer:
         device: torch.device,
         state: dict[str, Any] | None,
         callbacks: Sequence[object],
+        progress: bool | None = None,
     ) -> None:
         self.cfg, self.datasets, self.run, self.env, self.device = cfg, datasets, run, env, device
+        self.progress = progress
         seed_everything(cfg["seed"])
         kwargs = {k: v for k, v in cfg["model"].items() if k != "name"}
         self.model = create_model(cfg["model"]["name"], **kwargs).to(device)
@@ -257,7 +259,14 @@ class Trainer:
         row: dict[str, Any] = {
             "epoch": epoch,
             **train_epoch(
-                self.ctx, self.step_module, loader, self.hooks, self.scaler, self.amp, self.cfg["optim"]["grad_clip"]
+                self.ctx,
+                self.step_module,
+                loader,
+                self.hooks,
+                self.scaler,
+                self.amp,
+                self.cfg["optim"]["grad_clip"],
+                self.progress,
             ),
         }
         if self.scheduler is not None:
@@ -372,6 +381,7 @@ def train(
     resume: bool = False,
     epochs: int | None = None,
     callbacks: Sequence[object] = (),
+    progress: bool | None = None,
 ) -> Path:
     """Train a registered model and write the run folder ``out``; returns its path.
 
@@ -381,7 +391,9 @@ def train(
     engine's interface. ``epochs`` overrides the total number of epochs (resuming with a
     larger value trains on). ``resume``: continue from ``out/checkpoints/last.pt`` when
     it exists (a finished run is left as is); without it a folder that already holds a
-    run is an error. ``callbacks``: objects with hooks (see ``fmkit.engine.hooks``).
+    run is an error. ``callbacks``: objects with hooks (see ``fmkit.engine.hooks``). ``progress``: a
+    bar over each epoch's batches (None: on a terminal only, :func:`fmkit.console.progress_enabled`); a line per
+    finished epoch is printed either way.
     """
     run = Path(out)
     if not resume and (run / LAST).exists():
@@ -401,7 +413,7 @@ def train(
     if env.enabled and device.type == "cuda":
         device = torch.device("cuda", env.local_rank)
     try:
-        return Trainer(cfg, datasets, folder, run, env, device, state, callbacks).fit()
+        return Trainer(cfg, datasets, folder, run, env, device, state, callbacks, progress).fit()
     finally:
         release_loaders()  # the persistent DataLoader workers of this run
         distributed.shutdown(env)

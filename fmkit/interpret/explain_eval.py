@@ -299,9 +299,9 @@ def compare_methods(
     rows = []
     faces_iter: Iterable[tuple[int, Mapping[str, Any]]] = enumerate(faces_list)
     if progress:
-        from tqdm.auto import tqdm
+        from fmkit.console import progress_bar
 
-        faces_iter = tqdm(faces_iter, total=len(faces_list), desc="explaining faces")
+        faces_iter = progress_bar(faces_iter, progress=True, total=len(faces_list), desc="explaining faces")
     for i, face in faces_iter:
         image = face["image"]
         prob = float(teacher_probs(teacher, torch.as_tensor(image)[None])[0])
@@ -520,12 +520,15 @@ def reconstruction_error(
     return {"mse": float(mse.mean()), "psnr": float(psnr.mean()), "n": float(len(mse))}
 
 
-def trained(config: Mapping[str, Any], faces: str | os.PathLike, out: str | os.PathLike) -> Path:
+def trained(
+    config: Mapping[str, Any], faces: str | os.PathLike, out: str | os.PathLike, progress: bool | None = None
+) -> Path:
     """The run folder ``out`` as it is when it holds a finished run (``metrics.json``), whatever its
-    config; else ``fmkit.engine.train(config, faces, out, resume=True)`` (trained, or resumed)."""
+    config; else ``fmkit.engine.train(config, faces, out, resume=True, progress=progress)`` (trained, or
+    resumed)."""
     from fmkit.engine import train
 
     out = Path(out)
     if (out / "metrics.json").is_file():
         return out
-    return train(config, faces, out, resume=True)
+    return train(config, faces, out, resume=True, progress=progress)
