@@ -203,6 +203,7 @@ def test_notebook_05_scores_every_detector_the_same_way(tiny_pipeline):
     assert images == FIGURES["05_evaluation"], "ROC curves, confusion matrices (saved figures are not shown)"
     for shown in ("video_acc_at_threshold", "wobble", "train"):
         assert shown in text, shown
+    assert "Full protocol:" in text or "No committed claims table" in text, "section 8: the claims protocol's table"
     for model in ("baseline2d", "td3dcnn"):
         assert (run / "evaluation" / model / "cross_dataset.csv").is_file()
 

@@ -273,3 +273,17 @@ def confusion(videos: pd.DataFrame, threshold: float | None) -> pd.DataFrame:
     t = 0.5 if threshold is None else threshold
     counts = confusion_matrix(videos["label"], (videos["prob"] >= t).astype(int), labels=[0, 1])
     return pd.DataFrame(counts, index=["real", "fake"], columns=["called real", "called fake"])
+
+
+def protocol_claims(path: str | os.PathLike | None = None) -> pd.DataFrame | None:
+    """The committed claims table of the full protocol (``benchmarks/claims.py``), or None when absent.
+
+    ``path`` None: ``benchmarks/results/claims.csv`` of the repository this fmkit was installed from
+    (an editable install of a clone); an installed wheel has none.
+    """
+    path = (
+        Path(path)
+        if path is not None
+        else Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "claims.csv"
+    )
+    return pd.read_csv(path) if path.is_file() else None
