@@ -70,6 +70,27 @@ KERNEL_ARGUMENTS = ["--IPKernelApp.extensions=fmkit.console"]
 ENGINE = "fmkit"
 
 
+#: The folder a source checkout of fmkit sits in (the package's parent), where ``make demo`` writes ``outputs/demo``.
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def resolve_run_dir(path: str | os.PathLike) -> Path:
+    """A notebook's folder parameter (``run_dir``, ``data_root``, …) as an absolute path, from any working directory.
+
+    An absolute path is kept. A relative one is taken from the working directory when it exists there,
+    else from the repository root (:data:`REPOSITORY`, when fmkit runs from a clone: it holds
+    ``pyproject.toml``), so that ``outputs/demo`` names the demo run both from the repository and from a
+    kernel started in ``notebooks/`` (``make lab``); outside a clone, from the working directory.
+    """
+    given = Path(path).expanduser()
+    if given.is_absolute():
+        return given
+    here = Path.cwd() / given
+    if here.exists() or not (REPOSITORY / "pyproject.toml").is_file():
+        return here.resolve()
+    return (REPOSITORY / given).resolve()
+
+
 def load_config(path: str | os.PathLike | None) -> dict[str, Any]:
     """Read and check a pipeline YAML (default: the packaged ``configs/demo.yaml``).
 

@@ -212,7 +212,7 @@ TINY = [  # the five notebooks with tiny parameters (tests/test_notebooks.py, te
         "name": "02_whitening_detector",
         "parameters": {
             "epochs": 1,
-            "settings": ["data.size=32", "data.batch_size=16"],
+            "frame_settings": ["data.size=32", "data.batch_size=16"],
             "whitening_settings": ["model.group_size=64", "callbacks.concept_alignment.every=2"],
             "n_top": 3,
         },
@@ -232,7 +232,7 @@ TINY = [  # the five notebooks with tiny parameters (tests/test_notebooks.py, te
         "name": "04_relabel_distillation",
         "parameters": {
             "epochs": 1,
-            "detector_settings": ["data.size=32", "data.batch_size=16"],
+            "frame_settings": ["data.size=32", "data.batch_size=16"],
             "vae_settings": ["data.size=64", "data.batch_size=16", "model.width=8", "model.latent=16"],
             "n_images": 2,
             "n_samples": 40,

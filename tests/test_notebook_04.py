@@ -20,7 +20,7 @@ def test_notebook_04_runs_under_papermill(synth_faces, tiny_synth, tmp_path, mon
     params = {
         "faces_dir": str(synth_faces),
         "epochs": 1,
-        "detector_settings": ["data.size=32", "data.batch_size=16"],
+        "frame_settings": ["data.size=32", "data.batch_size=16"],
         "vae_settings": ["data.size=64", "data.batch_size=16", "model.width=8", "model.latent=16"],
         "n_images": 2,
         "n_samples": 40,

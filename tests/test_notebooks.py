@@ -2,6 +2,7 @@
 
 import ast
 import json
+import math
 import re
 from collections import Counter
 
@@ -13,10 +14,14 @@ from conftest import TINY
 from nbconvert.filters import markdown2html
 from papermill.translators import PythonTranslator
 
+from fmkit.engine.report import MIN_PERSONS, claim_sentences, guard_verdicts
 from fmkit.errors import FmkitError
-from fmkit.pipeline import NOTEBOOKS_DIR, run_pipeline
+from fmkit.pipeline import NOTEBOOKS_DIR, REPOSITORY, notebook_parameters, resolve_run_dir, run_pipeline
+from fmkit.report_html import html_table
 
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
+#: A verdict word, in the tables and computed sentences only: a markdown cell never states one.
+VERDICT_WORD = re.compile(r"\b(MET|MISSED|UNDECIDED)\b")
 
 
 def _code(cell) -> ast.Module:
@@ -57,6 +62,108 @@ def test_markdown_renders_without_control_characters(path):
             assert markdown2html(cell.source).strip()
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_opens_with_what_you_will_learn_its_run_time_and_inputs_to_outputs(path):
+    opening = nbformat.read(path, as_version=4).cells[0].source
+    learn, run_time, inputs = (
+        opening.find(s) for s in ("**You will learn**", "**Run time:**", "**Inputs → outputs:**")
+    )
+    assert 0 < learn < run_time < inputs, "title, what you will learn, the run time, then inputs → outputs"
+    assert len(re.findall(r"^- ", opening[learn:run_time], re.M)) >= 2, "what you will learn, as a list"
+    assert re.match(r"\*\*Run time:\*\* [^\n]*\d[^\n]* on 2 CPU cores", opening[run_time:]), "a run time on 2 cores"
+    assert "→" in opening[inputs + len("**Inputs → outputs:**") :].split("\n\n")[0], "inputs → outputs, named"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_ends_with_try_this_and_a_link_onwards(path):
+    last = nbformat.read(path, as_version=4).cells[-1]
+    assert last.cell_type == "markdown" and last.source.startswith("## Try this"), "the last cell: Try this"
+    named = set(re.findall(r"`(\w+)`", last.source))
+    assert named & set(notebook_parameters(path)), "a parameter to change"
+    assert re.search(r"\blook (at|for)\b", last.source), "and what to look for"
+    onwards = NOTEBOOKS[(NOTEBOOKS.index(path) + 1) % len(NOTEBOOKS)]  # the next notebook; after 05, back to 01
+    assert re.findall(r"\]\((\d\d_\w+\.ipynb)\)", last.source) == [onwards.name], "a link to the next notebook"
+    if path == NOTEBOOKS[-1]:
+        assert "README" in last.source
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_markdown_states_no_verdict_and_every_setup_resolves_the_run_folder(path):
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":  # a verdict is computed (tables, sentences), never written by hand
+            assert not VERDICT_WORD.search(cell.source), f"verdict word in markdown: {cell.source[:80]!r}"
+    setup = [c for c in nb.cells if c.cell_type == "code"][1].source  # the cell after the parameters
+    assert "run_dir = resolve_run_dir(run_dir)" in setup, "a relative run_dir works from any working directory"
+    assert "Path(run_dir)" not in setup
+
+
+def test_the_frame_detector_overrides_have_one_name_in_every_notebook_and_config():
+    helps: dict[str, dict[str, str]] = {}  # override parameter → notebook → its documented meaning
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        cell = next(c for c in nb.cells if c.cell_type == "code")
+        for p in PythonTranslator.inspect(cell):
+            if p.name.endswith("settings"):
+                helps.setdefault(p.name, {})[path.stem] = p.help
+        code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+        if 'train_config("baseline2d"' in code:  # every notebook that trains the frame detector: frame_settings
+            assert re.search(r'train_config\("baseline2d", settings=frame_settings\b', code), path.stem
+        assert "detector_settings" not in path.read_text(), path.stem
+    assert set(helps["frame_settings"]) == {"02_whitening_detector", "03_td3dcnn", "04_relabel_distillation"}
+    for name, meaning in helps.items():
+        assert len(set(meaning.values())) == 1, f"{name} means one thing in every notebook: {meaning}"
+    assert set(helps["settings"]) == {"03_td3dcnn"}, "`settings`: only a notebook's own (video) models"
+    from fmkit.pipeline import DEFAULT_CONFIG
+
+    for config in sorted(DEFAULT_CONFIG.parent.glob("*.yaml")):  # (load_config rejects a name no notebook declares)
+        assert "detector_settings" not in config.read_text(), config.name
+
+
+def test_a_relative_run_dir_is_found_from_here_else_from_the_repository(tmp_path, monkeypatch):
+    in_clone = (REPOSITORY / "pyproject.toml").is_file()
+    (tmp_path / "mine").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert resolve_run_dir("mine") == (tmp_path / "mine").resolve(), "found from the working directory"
+    assert resolve_run_dir(tmp_path / "elsewhere") == tmp_path / "elsewhere", "an absolute path is kept"
+    expected = (REPOSITORY if in_clone else tmp_path).resolve() / "outputs" / "demo"
+    assert resolve_run_dir("outputs/demo") == expected, "not here: the repository's"
+    monkeypatch.chdir(NOTEBOOKS_DIR)  # where `make lab` starts the kernels
+    if in_clone:
+        assert resolve_run_dir("outputs/demo") == REPOSITORY.resolve() / "outputs" / "demo"
+
+
+@pytest.mark.parametrize("column", ["n", "identities", "n_persons"])
+def test_a_verdict_on_fewer_than_10_persons_reads_undecided_and_its_sentence_agrees(column):
+    nan = float("nan")
+    claims = pd.DataFrame(
+        {
+            "claim": ["a: fine", "b", "c", "d", "e"],
+            "value": [0.95, 0.95, 0.1, 13.0, 0.5],
+            "lo": [0.91, 0.91, 0.05, nan, 0.3],
+            "hi": [0.99, 0.99, 0.2, nan, 0.7],
+            "target": [0.9, 0.9, 0.5, 5.0, 0.4],
+            "verdict": ["MET", "MET", "MISSED", "MET", "UNDECIDED"],
+            column: [MIN_PERSONS - 1, MIN_PERSONS, 3, 18, 40],
+        }
+    )
+    guarded = guard_verdicts(claims)
+    assert guarded["verdict"].tolist() == ["UNDECIDED", "MET", "UNDECIDED", "MET", "UNDECIDED"]
+    assert guarded["note"].tolist() == [f"too few persons (9 < {MIN_PERSONS})", "", "too few persons (3 < 10)", "", ""]
+    assert claims["verdict"].tolist()[0] == "MET", "the table given is left as it was"
+    lines = claim_sentences(guarded).splitlines()
+    assert [re.search(r" → (\w+): ", line)[1] for line in lines] == guarded["verdict"].tolist()
+    assert lines[0].startswith(
+        "a: fine: 0.950 (95 % interval 0.910 … 0.990), target ≥ 0.9, 9 persons → UNDECIDED: too few"
+    )
+    assert lines[1].endswith("MET: the whole interval clears the target")
+    assert "(no interval)" in lines[3] and lines[3].endswith("MET: the value clears the target")
+    assert lines[4].endswith("straddles the target; more test persons, not more epochs, would decide")
+    assert claim_sentences(guarded, "b") == lines[1]
+    with pytest.raises(ValueError, match="persons column"):
+        guard_verdicts(claims.drop(columns=column))
+
+
 def _config(tmp_path, root, notebooks):
     cfg = {"dataset": {"root": str(root), "layout": "folder"}, "notebooks": notebooks}
     path = tmp_path / "pipeline.yaml"
@@ -76,6 +183,10 @@ def test_notebook_01_runs_under_papermill(tiny_synth, tmp_path, params, windows)
     outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs), "the notebook shows figures"
+    text = "".join(o.get("text", "") for o in outputs)
+    assert re.search(r"MTCNN found (the face in all|no face in [\d,]+ of) [\d,]+ sampled frames", text), (
+        "frames lost, computed"
+    )
     faces = pd.read_csv(run / "faces" / "faces.csv")
     assert len(faces) > 0 and set(faces["frame_idx"]) <= {0, 1, 2, 3} and set(faces["window"]) == windows
     assert (run / "index.csv").is_file() and (run / "faces" / "errors.csv").is_file()
@@ -113,7 +224,8 @@ def _outputs(run, name):
     executed = nbformat.read(run / "notebooks" / f"{name}.ipynb", as_version=4)
     outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"], name
-    text = "".join(o.get("data", {}).get("text/plain", "") + o.get("text", "") for o in outputs)
+    shown = ("text/plain", "text/markdown")  # a displayed Markdown's text/plain is only its repr
+    text = "".join("".join(o.get("data", {}).get(k, "") for k in shown) + o.get("text", "") for o in outputs)
     return sum("image/png" in o.get("data", {}) for o in outputs), text
 
 
@@ -169,6 +281,10 @@ def test_notebook_02_shows_the_whitening_figures_and_claims(tiny_pipeline):
     assert images == FIGURES["02_whitening_detector"], "curves, heatmaps, galleries"
     for shown in ("blend_boundary", "mean |off-diag corr|", "whitening − baseline2d", "inside", "verdict"):
         assert shown in text, shown
+    assert re.search(r"^mean concept AUC \(test\): .* → (MET|MISSED|UNDECIDED): ", text, re.M), "the verdict, computed"
+    assert "1× = points nowhere" in text, "the pointing ratios, computed"
+    newton = re.search(r"the error goes from ([\d.]+) after 1 iteration to ([\d.]+) after T = \d+ \(exact ZCA", text)
+    assert newton and float(newton[2]) < float(newton[1]), "Newton's iterations drive the whitening error down"
     for name in ("baseline2d", "whitening"):
         metrics = json.loads((run / "whitening" / name / "metrics.json").read_text())
         assert metrics["best_epoch"] == 1 and "auc" in metrics["test"]
@@ -180,6 +296,9 @@ def test_notebook_03_shows_dropout_roc_methods_ablation_and_claims(tiny_pipeline
     assert images == FIGURES["03_td3dcnn"], "dropout strip, curves, ROC"
     for shown in ("wobble", "td3dcnn_keep0.5", "temporal dropout helps", "verdict", "scored by every detector"):
         assert shown in text, shown
+    wobble = re.search(r"^wobble fakes: (.*)$", text, re.M)
+    assert wobble and all(f"{m} " in wobble[1] for m in ("baseline2d", "td3dcnn")), "per-method AUC, computed"
+    assert re.search(r"(chance|no interval)", wobble[1])
     for name in ("td3dcnn", "td3dcnn_nodrop", "td3dcnn_keep0.5"):
         metrics = json.loads((run / "td3dcnn" / name / "metrics.json").read_text())
         assert metrics["monitor"] == "val_video_auc" and "video_auc" in metrics["test"]
@@ -193,6 +312,19 @@ def test_notebook_04_shows_the_vae_neighbours_overlays_and_metrics(tiny_pipeline
         assert shown in text, shown
     for shown in ("relabel beats random", "verdict"):
         assert shown in text, shown
+    shown = re.search(
+        r"(\d+) of (\d+) neighbours flipped \(([\d.]+)%\).*Faces with a flipped neighbour: (\d+) of", text
+    )
+    assert shown, "the showcase face's flip rate is printed"
+    flipped, drawn, rate, faces_flipping = int(shown[1]), int(shown[2]), float(shown[3]), int(shown[4])
+    assert math.isclose(rate, 100 * flipped / drawn, abs_tol=0.05)
+    assert (flipped > 0) == (faces_flipping > 0), "the face shown is one whose neighbours flip, when there is one"
+    if not faces_flipping:
+        assert "uninformative" in text, "no flip: the notebook says the map is uninformative"
+    raw = re.search(
+        r"convergence delta \S+; fmkit's ig map differs from their signed channel sum by at most (\S+)", text
+    )
+    assert raw and float(raw[1]) < 1e-4, "one raw Captum call, and fmkit's ig map is that call"
     vae = run / "vae"
     assert (vae / "reconstructions.png").is_file() and (vae / "samples.png").is_file()
 
@@ -235,10 +367,11 @@ def test_pipeline_configs_name_known_notebooks_and_parameters(tmp_path):
     from fmkit.pipeline import DEFAULT_CONFIG, load_config
 
     recipes = {  # (notebook, parameter) → the model whose recipe the overrides change
-        ("02_whitening_detector", "settings"): "whitening",
+        ("02_whitening_detector", "frame_settings"): "whitening",
+        ("02_whitening_detector", "whitening_settings"): "whitening",
         ("03_td3dcnn", "settings"): "td3dcnn",
         ("03_td3dcnn", "frame_settings"): "baseline2d",
-        ("04_relabel_distillation", "detector_settings"): "baseline2d",
+        ("04_relabel_distillation", "frame_settings"): "baseline2d",
         ("04_relabel_distillation", "vae_settings"): "vae",
     }
     configs = sorted(DEFAULT_CONFIG.parent.glob("*.yaml"))
@@ -254,3 +387,46 @@ def test_pipeline_configs_name_known_notebooks_and_parameters(tmp_path):
     bad.write_text(yaml.safe_dump({"notebooks": [{"name": "03_td3dcnn", "parameters": {"clip_length": 8}}]}))
     with pytest.raises(FmkitError, match="notebook 03_td3dcnn has no parameter 'clip_length'"):
         load_config(bad)
+
+
+#: A line of fmkit.engine.report.claim_sentences: (claim, verdict).
+CLAIM_SENTENCE = re.compile(
+    r"^(.+): (?:-?\d+\.\d+|nan) \((?:95 % interval [^)]*|no interval)\), target [≥≤] \S+, (?:\d+|\?) persons? → "
+    r"(MET|MISSED|UNDECIDED): ",
+    re.M,
+)
+
+
+def _verdict_tables_and_sentences(executed) -> tuple[list[pd.DataFrame], list[tuple[str, str]]]:
+    """The claims tables an executed notebook shows (their HTML outputs) and its computed verdict sentences."""
+    tables, sentences = [], []
+    for cell in executed.cells:
+        for out in cell.get("outputs", []):
+            html = out.get("data", {}).get("text/html", "")
+            html = "".join(html) if isinstance(html, list) else html
+            table = html_table(html) if "verdict" in html else None
+            if table is not None and "verdict" in table.columns:
+                tables.append(table)
+            text = out.get("text", "") if out.get("output_type") == "stream" else ""
+            sentences += CLAIM_SENTENCE.findall(text)
+    return tables, sentences
+
+
+@pytest.mark.parametrize("name", list(FIGURES))
+def test_executed_notebook_states_only_the_verdicts_its_tables_hold(tiny_pipeline, name):
+    run, _ = tiny_pipeline
+    executed = nbformat.read(run / "notebooks" / f"{name}.ipynb", as_version=4)
+    for cell in executed.cells:
+        if cell.cell_type == "markdown":
+            assert not VERDICT_WORD.search(cell.source), cell.source[:80]
+    tables, sentences = _verdict_tables_and_sentences(executed)
+    if name in ("02_whitening_detector", "03_td3dcnn", "04_relabel_distillation"):
+        assert tables and sentences, "a claims table, and its verdicts in words"
+    for table in tables:
+        persons = next(c for c in ("n_persons", "identities", "n") if c in table.columns)
+        few = pd.to_numeric(table[persons], errors="coerce") < MIN_PERSONS
+        assert (table.loc[few, "verdict"] == "UNDECIDED").all(), f"a verdict on fewer than {MIN_PERSONS} persons"
+    shown = [(c, v) for t in tables for c, v in zip(t["claim"], t["verdict"])]
+    for claim, verdict in sentences:  # pandas shortens a long claim in its table to a prefix and "..."
+        rows = [v for c, v in shown if c == claim or (c.endswith("...") and claim.startswith(c[:-3]))]
+        assert rows and set(rows) == {verdict}, f"{claim!r}: the sentence says {verdict}, the table {rows}"

@@ -39,7 +39,13 @@ from torch.utils.data import Dataset
 from fmkit.config import resolve_config
 from fmkit.data.datasets import ClipDataset
 from fmkit.engine.compare import auc_by_method
-from fmkit.engine.coverage import intervals_with_fallback, metrics_with_fallback, split_videos, video_table
+from fmkit.engine.coverage import (
+    folder_videos,
+    intervals_with_fallback,
+    metrics_with_fallback,
+    split_videos,
+    video_table,
+)
 from fmkit.engine.data import build_datasets
 from fmkit.engine.hooks import is_detector
 from fmkit.engine.loop import predict
@@ -287,3 +293,122 @@ def protocol_claims(path: str | os.PathLike | None = None) -> pd.DataFrame | Non
         else Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "claims.csv"
     )
     return pd.read_csv(path) if path.is_file() else None
+
+
+# --- sentences the notebooks print under their tables (computed, so they hold when numbers move) ---------
+
+
+def lost_frames(faces: str | os.PathLike) -> pd.DataFrame:
+    """Per manipulation method of a faces folder (``real`` included) and in all: the videos, the frames
+    sampled from the readable ones, the frames MTCNN found no face in (``lost``), the videos that gave no
+    crop at all (a test one scores 0.5 for every detector: :mod:`fmkit.engine.coverage`) and the videos
+    that could not be read. Indexed by method, the last row ``all``."""
+    from fmkit.data.schema import read_errors, read_faces
+
+    crops = read_faces(faces).groupby("method").size()
+    errors = read_errors(faces)
+    per_frame = errors[errors["frame_idx"].notna()]
+    unreadable = errors[errors["frame_idx"].isna() & ~errors["reason"].astype(str).str.startswith("no face")]
+    videos = folder_videos(faces)
+    table = pd.DataFrame(
+        {
+            "videos": videos.groupby("method").size(),
+            "frames": crops.add(per_frame.groupby("method").size(), fill_value=0),
+            "lost": per_frame.groupby("method").size(),
+            "videos_without_crops": videos[videos["crops"] == 0].groupby("method").size(),
+            "unreadable_videos": unreadable.drop_duplicates("video_id").groupby("method").size(),
+        }
+    )
+    table = table.reindex(sorted(table.index, key=lambda m: (m != "real", m))).fillna(0).astype(int)
+    table.loc["all"] = table.sum()
+    return table.rename_axis("method")
+
+
+def lost_frames_sentence(table: pd.DataFrame) -> str:
+    """What :func:`lost_frames`'s table shows, in words: frames lost per method, fakes against reals, and
+    the videos without a crop."""
+    every = table.loc["all"]
+    methods = table.drop(index="all")
+    if every["lost"] == 0:
+        text = f"MTCNN found the face in all {every['frames']:,} sampled frames."
+    else:
+        per = ", ".join(f"{m} {r['lost']:,} of {r['frames']:,}" for m, r in methods.iterrows())
+        text = (
+            f"MTCNN found no face in {every['lost']:,} of {every['frames']:,} sampled frames "
+            f"({every['lost'] / max(every['frames'], 1):.1%}): {per}."
+        )
+    fakes = methods.drop(index="real", errors="ignore").sum()
+    if "real" in methods.index and len(methods) > 1:
+        real = methods.loc["real"]
+        text += (
+            f" Fakes lost {fakes['lost'] / max(fakes['frames'], 1):.1%} of their frames, reals "
+            f"{real['lost'] / max(real['frames'], 1):.1%}."
+        )
+    without = every["videos_without_crops"]
+    text += (
+        " No video lost all its crops."
+        if without == 0
+        else f" {without} video(s) gave no crop at all ("
+        + ", ".join(f"{m} {n}" for m, n in methods["videos_without_crops"].items() if n)
+        + "): a test one is scored 0.5 by every detector (notebook 05)."
+    )
+    if every["unreadable_videos"]:
+        text += f" {every['unreadable_videos']} video(s) could not be read."
+    return text
+
+
+def chance_call(lo: float, hi: float) -> str:
+    """Where a 95 % AUC interval lies against chance (0.5): above, below, or holding it."""
+    if not (lo == lo and hi == hi):
+        return "no interval"
+    if lo > 0.5:
+        return "above chance"
+    if hi < 0.5:
+        return "below chance"
+    return "not told apart from chance (the interval holds 0.5)"
+
+
+def chance_sentences(table: pd.DataFrame) -> str:
+    """One line per kind of fakes of :func:`fmkit.engine.compare.auc_by_method`'s table: each detector's video
+    AUC with its interval and where the interval lies against chance (:func:`chance_call`)."""
+    lines = []
+    for fakes, rows in table.groupby("fakes", sort=False):
+        parts = [
+            f"{r['model']} {r['auc']:.3f} ({r['lo']:.3f} … {r['hi']:.3f}): {chance_call(r['lo'], r['hi'])}"
+            if r["lo"] == r["lo"] and r["hi"] == r["hi"]
+            else f"{r['model']} {r['auc']:.3f} (no interval)"
+            for r in rows.to_dict("records")
+        ]
+        lines.append(f"{fakes} fakes: " + "; ".join(parts))
+    return "\n".join(lines)
+
+
+def pointing_sentence(pointing: pd.DataFrame, model: str = "whitening") -> str:
+    """What the pointing table of :func:`fmkit.interpret.claims.whitening_report` shows for ``model``: for each
+    concept axis the share of its activation inside the concept's region over the region's area (1×: a map
+    that points nowhere)."""
+    own = pointing[model]
+    ratio = own["inside"] / own["area"]
+    parts = ", ".join(f"{c} {r:.2f}×" for c, r in ratio.items())
+    best = ratio.idxmax() if ratio.notna().any() else None
+    tail = f"; the most localised axis is {best} ({ratio[best]:.2f}×)" if best is not None else ""
+    return f"{model}: share inside the concept's region over the region's area (1× = points nowhere): {parts}{tail}."
+
+
+def flip_sentence(face: Mapping[str, Any], explanation: Any, flipping_faces: int, faces: int) -> str:
+    """The re-label explanation of the face a notebook shows: its flip rate and fidelity, and what a map
+    without any flipped neighbour is worth. ``flipping_faces`` of the ``faces`` explained have a flipped
+    neighbour."""
+    rate = explanation.n_flipped / max(explanation.n_samples, 1)
+    text = (
+        f"{face['method']} face {face['video_id']}: p(fake) {explanation.prob:.3f}, decision {explanation.label}; "
+        f"VAE reconstruction p(fake) {explanation.recon_prob:.3f}; {explanation.n_flipped} of "
+        f"{explanation.n_samples} neighbours flipped ({rate:.1%}) at scales {explanation.sigmas}; "
+        f"student fidelity {explanation.fidelity}. Faces with a flipped neighbour: {flipping_faces} of {faces}."
+    )
+    if explanation.n_flipped == 0:
+        text += (
+            " No neighbour flipped the decision: the student had a single re-label to learn from, so its map "
+            "is uninformative (and so is every re-label map of a face without flips)."
+        )
+    return text

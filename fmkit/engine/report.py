@@ -151,3 +151,84 @@ def heldout_auc_difference(
     if not (a["video_id"].equals(b["video_id"]) and a["label"].equals(b["label"])):
         raise ValueError("the two runs scored different test items")
     return auc_difference_interval(a["prob"], b["prob"], a["label"], a["identity"], resamples=resamples, seed=seed)
+
+
+# --- claims tables as the notebooks show them ------------------------------------------------
+
+#: Fewer distinct test persons than this behind a claim and its verdict reads UNDECIDED: a bootstrap
+#: interval over so few persons says little about other people, so no claim is MET (or MISSED) on them.
+MIN_PERSONS = 10
+#: The columns that count a claim's persons, by the tables that carry them: the claims protocol
+#: (``n_persons``), :func:`fmkit.engine.compare.td3dcnn_claims` and
+#: :func:`fmkit.interpret.explain_eval.versus_random` (``identities``),
+#: :func:`fmkit.interpret.claims.whitening_report` (``n``).
+PERSON_COLUMNS = ("n_persons", "identities", "n")
+
+
+def persons_column(claims: pd.DataFrame) -> str:
+    """The column of a claims table that counts each claim's test persons (:data:`PERSON_COLUMNS`)."""
+    for column in PERSON_COLUMNS:
+        if column in claims.columns:
+            return column
+    raise ValueError(f"a claims table needs a persons column ({', '.join(PERSON_COLUMNS)}); got {list(claims.columns)}")
+
+
+def guard_verdicts(claims: pd.DataFrame, minimum: int = MIN_PERSONS) -> pd.DataFrame:
+    """A claims table (``claim``, ``verdict`` and a persons column) as a notebook shows it: a claim measured on
+    fewer than ``minimum`` persons reads UNDECIDED, whatever its interval (a cost claim of the claims protocol,
+    ``n_fits`` 0, is measured over timing rounds and kept), and a ``note`` column says why
+    (``too few persons (n < minimum)``; empty where the count suffices). The table's other columns are kept."""
+    column = persons_column(claims)
+    out = claims.copy()
+    persons = pd.to_numeric(out[column], errors="coerce")
+    few = ~(persons >= minimum)
+    if "n_fits" in out.columns:  # the protocol's cost claims are timing rounds, not persons (n_fits 0)
+        few &= pd.to_numeric(out["n_fits"], errors="coerce") != 0
+    out.loc[few, "verdict"] = "UNDECIDED"
+    out["note"] = [
+        f"too few persons ({'?' if pd.isna(n) else int(n)} < {minimum})" if short else ""
+        for n, short in zip(persons, few)
+    ]
+    return out
+
+
+def _number(value: Any) -> str:
+    value = float(value)
+    return "nan" if math.isnan(value) else f"{value:.3f}"
+
+
+def claim_sentences(claims: pd.DataFrame, *names: str) -> str:
+    """One line per claim of a (guarded) claims table, the claims ``names`` only when given: its value and
+    interval against the target, the persons behind it and, after ``→``, the table's verdict and why.
+
+    ``claim: 0.676 (95 % interval 0.634 … 0.721), target ≥ 0.8, 18 persons → MISSED: the whole interval
+    misses the target``. The verdict is the table's, so a sentence never disagrees with its table.
+    """
+    rows = claims if not names else claims[claims["claim"].isin(names)]
+    missing = sorted(set(names) - set(rows["claim"]))
+    if missing:
+        raise ValueError(f"no claim {missing[0]!r} in the table (claims: {', '.join(claims['claim'])})")
+    column = persons_column(claims)
+    lines = []
+    for rec in rows.to_dict("records"):
+        direction = {">=": "≥", "<=": "≤"}.get(str(rec.get("direction", ">=")), "≥")
+        lo, hi = float(rec.get("lo", math.nan)), float(rec.get("hi", math.nan))
+        has_interval = math.isfinite(lo) and math.isfinite(hi)
+        interval = f"95 % interval {_number(lo)} … {_number(hi)}" if has_interval else "no interval"
+        verdict, note = rec["verdict"], str(rec.get("note") or "")
+        if verdict == "MET":
+            why = "the whole interval clears the target" if has_interval else "the value clears the target"
+        elif verdict == "MISSED":
+            why = "the whole interval misses the target" if has_interval else "the value misses the target"
+        elif note:
+            why = note
+        elif not has_interval:
+            why = "no interval could be computed"
+        else:
+            why = "the interval straddles the target; more test persons, not more epochs, would decide"
+        persons = "? persons" if pd.isna(rec[column]) else f"{int(rec[column])} person{'' if rec[column] == 1 else 's'}"
+        lines.append(
+            f"{rec['claim']}: {_number(rec['value'])} ({interval}), target {direction} {float(rec['target']):g}, "
+            f"{persons} → {verdict}: {why}"
+        )
+    return "\n".join(lines)
